@@ -1,1 +1,30 @@
-//! placeholder
+//! pgduplex's work on a pair of databases: connecting to both sides and reading
+//! their catalogs ([`pair`]), deciding what can be replicated and what blocks it
+//! ([`check`]), and installing / uninstalling the capture on both sides
+//! ([`setup`]). The replication engine proper (apply, copy, scan) joins here.
+
+pub mod check;
+pub mod pair;
+pub mod setup;
+
+use pgduplex_config::Side;
+use pgduplex_pg::PgError;
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{side}: {source}")]
+    Side {
+        side: Side,
+        #[source]
+        source: PgError,
+    },
+    #[error("the pair is not ready: {blocking} problem(s) must be fixed first (run `pgduplex check` for the details); nothing was changed")]
+    NotReady { blocking: usize },
+}
+
+impl EngineError {
+    pub fn side(side: Side) -> impl FnOnce(PgError) -> EngineError {
+        move |source| EngineError::Side { side, source }
+    }
+}

@@ -1,1 +1,61 @@
-fn main() {}
+//! The `pgduplex` binary: parses the command line, loads the configuration and
+//! starts logging synchronously, then builds the runtime and hands over to the
+//! library crates. Exit codes: 0 success, 1 the command ran and found a problem
+//! (check failed, a side could not be reached, an install was refused), 2 usage or
+//! configuration error (nothing was touched on any database).
+
+mod cli;
+mod demo;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// The command ran and found a problem.
+pub const EXIT_PROBLEM: u8 = 1;
+/// Usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    cli::init_tracing(&cli);
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", output::chain(err.as_ref()));
+            ExitCode::from(EXIT_PROBLEM)
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Demo(args) = &cli.command {
+        return demo::run(args);
+    }
+    let path = cli.config_path();
+    let config = match pgduplex_config::Config::load(&path) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    output::install_panic_hook(config.secrets());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(cli::run(cli.command, config))
+}

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Trigger-overhead benchmark: row-level vs statement-level capture triggers (pgduplex),
+# against no triggers and against Bucardo's real delta triggers.
+#
+# Method: one throw-away server; one database per variant, all cloned from one template
+# (same data). Every test runs in "rounds"; a round is the bracketed sequence
+#     none, v1, none, v2, none, ..., vk, none
+# (variant order rotated each round) and each variant's ratio is taken against the mean of
+# the two "none" runs right before and after it. Medians and spreads are over rounds.
+# "none2" is a second database without triggers: an A/A control (its ratio shows the noise
+# floor and any database-vs-database bias).
+#
+# Usage:  bench/trigger_overhead/run.sh            # full run (~15-20 min on 2 cores)
+#         QUICK=1 bench/trigger_overhead/run.sh    # smoke/quick run (a few minutes)
+#         TESTS="pgbench_c1 bulk_update" bench/trigger_overhead/run.sh
+# Output: $OUT/raw.csv (every single measurement), $OUT/summary.md, $OUT/ddl_*.sql
+set -euo pipefail
+
+# ---------------------------------------------------------------- parameters
+QUICK=${QUICK:-0}
+SCALE=${SCALE:-10}                      # pgbench scale (10 = 1,000,000 pgbench_accounts rows)
+ROUNDS=${ROUNDS:-$([ "$QUICK" = 1 ] && echo 2 || echo 5)}         # pgbench rounds
+TX_C1=${TX_C1:-$([ "$QUICK" = 1 ] && echo 2000 || echo 7000)}      # -t for -c 1 (aim: 3-5 s/run)
+TX_C4=${TX_C4:-$([ "$QUICK" = 1 ] && echo 700 || echo 2500)}       # -t per client for -c 4 -j 2
+BULK_ROWS=${BULK_ROWS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 1000000)}
+BULK_ROUNDS=${BULK_ROUNDS:-$([ "$QUICK" = 1 ] && echo 2 || echo 3)}
+PAD=${PAD:-0}                           # extra bytes per row of table t (bulk insert/apply/copy)
+WARMUP=${WARMUP:-1}                     # one discarded run per database before pgbench/bulk_update
+TESTS=${TESTS:-"pgbench_c1 pgbench_c4 bulk_update bulk_insert apply_insert apply_copy"}
+PGB_VARIANTS=${PGB_VARIANTS:-"row stmt row_noset bucardo none2"}
+BULK_VARIANTS=${BULK_VARIANTS:-"row stmt row_noset bucardo"}
+APPLY_VARIANTS=${APPLY_VARIANTS:-"row stmt"}
+PORT=${PORT:-55432}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# Durability: fsync=off + synchronous_commit=off (default). This removes commit-flush
+# latency, which is pure noise on a shared box and would *dilute* the trigger overhead
+# (a ratio measured with flushes is closer to 1), so these ratios are the pessimistic side.
+FSYNC=${FSYNC:-off}
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=${OUT:-$HERE/out/$(date +%Y%m%dT%H%M%S)}
+KEEP_SERVER=${KEEP_SERVER:-0}           # 1: leave the server running at the end (debugging)
+
+export PATH=$PGBIN:$PATH
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/pgduplex_trigbench.XXXXXX)
+chmod 755 "$WORK"
+PGDATA=$WORK/data
+SOCK=$WORK
+export PGHOST=$SOCK PGPORT=$PORT PGUSER=postgres
+RAW=$OUT/raw.csv
+LOG=$OUT/run.log
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+say() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
+psqlq() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+
+# ---------------------------------------------------------------- server
+start_server() {
+  chown postgres "$WORK"
+  as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >>"$LOG" 2>&1
+  cat >>"$PGDATA/postgresql.conf" <<EOF
+listen_addresses = ''
+port = $PORT
+unix_socket_directories = '$SOCK'
+shared_buffers = 2GB
+fsync = $FSYNC
+synchronous_commit = $( [ "$FSYNC" = off ] && echo off || echo on )
+full_page_writes = on
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+autovacuum = off
+max_connections = 50
+work_mem = 4MB
+EOF
+  # work_mem stays at the production default: transition tables spill past it.
+  # autovacuum off: each test prepares its tables itself (VACUUM/TRUNCATE) before each run.
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/server.log" -w start >>"$LOG" 2>&1
+  say "server up: $(psql -X -Atc 'select version()' -d postgres)"
+}
+stop_server() {
+  if [ -f "$PGDATA/postmaster.pid" ] && [ "$KEEP_SERVER" != 1 ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >>"$LOG" 2>&1 || true
+    cp "$WORK/server.log" "$OUT/server.log" 2>/dev/null || true
+    rm -rf "$WORK"
+  fi
+}
+trap stop_server EXIT
+
+# ---------------------------------------------------------------- data
+# Replicated tables (all with a primary key) and their pgduplex table ids.
+TABLES="pgbench_accounts:1 pgbench_branches:2 pgbench_tellers:3 pgbench_history:4 t:5"
+
+make_template() {
+  createdb bench_tpl
+  pgbench -i -q -s "$SCALE" bench_tpl >>"$LOG" 2>&1
+  psqlq bench_tpl <<'EOF'
+ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY;
+CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text NOT NULL);
+VACUUM ANALYZE;
+EOF
+  # data file for COPY (the same rows the bulk INSERT writes)
+  psqlq bench_tpl -c "\copy (SELECT g, g % 1000, 'row ' || g || repeat('x', $PAD) FROM generate_series(1, $BULK_ROWS) g) TO '$WORK/t.copy'"
+}
+
+# ---------------------------------------------------------------- capture variants
+# One install function per variant: install_<variant> <db>.  The lead's real-install mode
+# only needs another function here (e.g. install_pgduplex() { pgduplex install ...; }).
+gen_and_apply() {   # gen_and_apply <db> <variant> <sql-generator-call with %T %N>
+  local db=$1 v=$2 call=$3 ddl="$OUT/ddl_$2.sql"
+  psqlq "$db" -f "$HERE/capture_common.sql" -f "$HERE/capture_row.sql" -f "$HERE/capture_stmt.sql"
+  : >"$ddl"
+  local tn tbl n c
+  for tn in $TABLES; do
+    tbl=${tn%%:*}; n=${tn##*:}
+    c=${call//%T/\'$tbl\'::regclass}; c=${c//%N/$n}
+    psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "SELECT $c" >>"$ddl"
+  done
+  psqlq "$db" -f "$ddl"
+}
+install_none()      { :; }
+install_none2()     { :; }
+install_row()       { gen_and_apply "$1" row       "bench_proto.ddl_row(%T, %N, true)"; }
+install_row_noset() { gen_and_apply "$1" row_noset "bench_proto.ddl_row(%T, %N, false)"; }
+install_stmt()      { gen_and_apply "$1" stmt      "bench_proto.ddl_stmt(%T, %N)"; }
+install_bucardo() { # real Bucardo: bucardo install + add db/tables/sync => it creates its triggers
+  local db=$1 peer=${1}_peer
+  createdb -T bench_tpl "$peer"
+  local bc=(bucardo --db-host "$SOCK" --db-port "$PORT" --db-user postgres --db-name bucardo
+            --no-bucardorc --quiet)
+  if ! psql -X -Atc "select 1 from pg_database where datname='bucardo'" -d postgres | grep -q 1; then
+    mkdir -p "$WORK/bucardo_run"
+    "${bc[@]}" --piddir "$WORK/bucardo_run" --batch install >>"$LOG" 2>&1
+  fi
+  "${bc[@]}" add db "src_$db" dbname="$db" host="$SOCK" port="$PORT" user=postgres >>"$LOG" 2>&1
+  "${bc[@]}" add db "dst_$db" dbname="$peer" host="$SOCK" port="$PORT" user=postgres >>"$LOG" 2>&1
+  local tn list=""
+  for tn in $TABLES; do list="$list public.${tn%%:*}"; done
+  # shellcheck disable=SC2086
+  "${bc[@]}" add table $list db="src_$db" relgroup="rg_$db" >>"$LOG" 2>&1
+  # both databases are sources: a two-way (multi-source) sync, like pgduplex
+  "${bc[@]}" add sync "sync_$db" relgroup="rg_$db" dbs="src_$db:source,dst_$db:source" >>"$LOG" 2>&1
+  # record exactly what Bucardo created on the source
+  psql -X -At -d "$db" >"$OUT/ddl_bucardo.sql" <<'EOF'
+SELECT pg_get_triggerdef(t.oid) || ';' FROM pg_trigger t WHERE NOT t.tgisinternal ORDER BY t.tgrelid::regclass::text, t.tgname;
+SELECT pg_get_functiondef(p.oid) || ';' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'bucardo' AND (p.proname LIKE 'delta\_%' OR p.proname LIKE 'bucardo\_kick\_%' OR p.proname = 'bucardo_note_truncation');
+EOF
+  grep -q 'CREATE TRIGGER bucardo_delta' "$OUT/ddl_bucardo.sql" || { say "bucardo did not create its triggers"; return 1; }
+}
+
+# Empty every capture table so that each run starts from the same state.
+reset_deltas() {
+  psqlq "$1" <<'EOF'
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.oid::regclass AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind = 'r' AND ((n.nspname = 'pgduplex')
+              OR (n.nspname = 'bucardo' AND c.relname ~ '^(delta|track|stage)_'))
+  LOOP EXECUTE 'TRUNCATE ' || r.t; END LOOP;
+END $$;
+EOF
+}
+
+# ---------------------------------------------------------------- measurements
+# Each prints two numbers. pgbench_*: "<TPS> <server CPU us/tx>".
+# bulk/apply tests: "<wall ms> <backend CPU ms>" (lower is better). The CPU time is the
+# backend's own on-CPU time (/proc/self/schedstat read by the backend itself, ns resolution):
+# on a shared, busy machine it is far less disturbed by other processes than wall time.
+BEGIN_CLOCK="SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS c0, clock_timestamp() AS t0 \gset"
+END_CLOCK="SELECT round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000, 1) AS wall, round((split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :c0) / 1e6, 1) AS cpu \gset
+\echo :wall :cpu"
+T_ROWS="SELECT g, g % 1000, 'row ' || g || repeat('x', $PAD) FROM generate_series(1, $BULK_ROWS) g"
+
+# Server CPU for pgbench runs: all CPU consumed by the server's processes (backends, which
+# the postmaster reaps into its cutime/cstime, plus the background processes) during the run,
+# in clock ticks; reported as CPU microseconds per transaction. Client (pgbench) CPU excluded.
+server_ticks() {
+  local pm; pm=$(head -1 "$PGDATA/postmaster.pid")
+  { awk '{print $16 + $17 + $14 + $15}' "/proc/$pm/stat"
+    for c in $(ps --ppid "$pm" -o pid=); do awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || true; done
+  } | awk '{s += $1} END {print s}'
+}
+pgbench_run() {   # pgbench_run <db> <pgbench options...>  -> "<tps> <server CPU us per tx>"
+  local db=$1; shift
+  reset_deltas "$db"
+  # what pgbench -v does, done here so that it stays outside the measured interval
+  psqlq "$db" -c "VACUUM pgbench_branches, pgbench_tellers, pgbench_accounts" -c "TRUNCATE pgbench_history"
+  reset_deltas "$db"
+  sleep 0.2
+  local t0 t1 out tps ntx
+  t0=$(server_ticks)
+  out=$(pgbench -n "$@" "$db" 2>>"$LOG")
+  sleep 0.3   # let the postmaster reap the backends
+  t1=$(server_ticks)
+  tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | head -1)
+  ntx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  echo "$tps $(awk -v d=$((t1 - t0)) -v n="$ntx" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", d / hz * 1e6 / n}')"
+}
+measure_pgbench_c1() { pgbench_run "$1" -c 1 -t "$TX_C1"; }
+measure_pgbench_c4() { pgbench_run "$1" -c 4 -j 2 -t "$TX_C4"; }
+timed() {   # timed <db> <sql>   (stdin passed through, for COPY)
+  psqlq "$1" -t -f <(printf '%s\n%s\n%s\n' "$BEGIN_CLOCK" "$2" "$END_CLOCK")
+}
+measure_bulk_update() {
+  reset_deltas "$1"
+  psqlq "$1" -c "VACUUM pgbench_accounts" -c "CHECKPOINT"
+  timed "$1" "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $BULK_ROWS;"
+}
+prep_t() { reset_deltas "$1"; psqlq "$1" -c "TRUNCATE t" -c "CHECKPOINT"; reset_deltas "$1"; }
+measure_bulk_insert() {
+  prep_t "$1"
+  timed "$1" "INSERT INTO t $T_ROWS;"
+}
+measure_apply_insert() {   # pgduplex's apply path: SET LOCAL pgduplex.applying, as the apply role
+  prep_t "$1"
+  timed "$1" "BEGIN; SET LOCAL pgduplex.applying = 'on'; INSERT INTO t $T_ROWS; COMMIT;"
+}
+measure_apply_copy() {     # pgduplex's copy path: COPY FROM STDIN inside an apply transaction
+  prep_t "$1"
+  timed "$1" "BEGIN; SET LOCAL pgduplex.applying = 'on';
+\copy t FROM pstdin
+COMMIT;" <"$WORK/t.copy"
+}
+check_no_echo() {          # the apply paths must leave no deltas behind
+  local n
+  n=$(psql -X -At -d "$1" -c "SELECT coalesce(sum(n),0) FROM (SELECT count(*) n FROM pgduplex.delta_5) s" 2>/dev/null || echo 0)
+  [ "$n" = 0 ] || say "WARNING: $1 captured $n rows in an apply transaction (echo!)"
+}
+
+record() {   # record <test> <round> <seq> <variant> "<v1> [<v2>]"
+  local v1 v2; read -r v1 v2 <<<"$5"
+  echo "$1,$2,$3,$4,$v1" >>"$RAW"
+  [ -z "${v2:-}" ] || echo "${1}_cpu,$2,$3,$4,$v2" >>"$RAW"
+}
+run_test() {   # run_test <test> <rounds> <variants...>
+  local test=$1 rounds=$2; shift 2
+  local vs=("$@") k=${#@} r i v val
+  say "test $test: $rounds rounds, variants: ${vs[*]}"
+  case $test in pgbench_*|bulk_update)   # warm-up: once per database, recorded as round 0
+    if [ "$WARMUP" = 1 ]; then
+      for v in none "${vs[@]}"; do record "$test" 0 0 "$v" "$("measure_$test" "bench_$v")"; done
+      say "  warm-up done"
+    fi ;;
+  esac
+  for ((r = 1; r <= rounds; r++)); do
+    local seq=0 order=()
+    for ((i = 0; i < k; i++)); do order+=("${vs[$(( (i + r - 1) % k ))]}"); done
+    for v in "${order[@]}"; do
+      seq=$((seq + 1)); record "$test" "$r" "$seq" none "$("measure_$test" "bench_none")"
+      seq=$((seq + 1)); record "$test" "$r" "$seq" "$v" "$("measure_$test" "bench_$v")"
+      case $test in apply_*) check_no_echo "bench_$v" ;; esac
+    done
+    seq=$((seq + 1)); record "$test" "$r" "$seq" none "$("measure_$test" "bench_none")"
+    say "  round $r done (load $(cut -d' ' -f1-3 /proc/loadavg)): $(grep "^$test,$r," "$RAW" | cut -d, -f4,5 | tr '\n' ' ')"
+  done
+}
+
+# ---------------------------------------------------------------- main
+{
+  echo "# trigger_overhead run $(date -Is)"
+  echo "nproc=$(nproc) mem=$(free -g | awk '/Mem:/{print $2}')GB"
+  echo "SCALE=$SCALE ROUNDS=$ROUNDS TX_C1=$TX_C1 TX_C4=$TX_C4 BULK_ROWS=$BULK_ROWS BULK_ROUNDS=$BULK_ROUNDS PAD=$PAD WARMUP=$WARMUP FSYNC=$FSYNC QUICK=$QUICK"
+} >"$OUT/params.txt"
+echo "test,round,seq,variant,value" >"$RAW"
+start_server
+say "building template (scale $SCALE)"
+make_template
+ALL_VARIANTS=$(echo none $PGB_VARIANTS $BULK_VARIANTS $APPLY_VARIANTS | tr ' ' '\n' | awk '!s[$0]++' | tr '\n' ' ')
+for v in $ALL_VARIANTS; do
+  createdb -T bench_tpl "bench_$v"
+  say "install capture: $v"
+  "install_$v" "bench_$v"
+  psqlq "bench_$v" -c "VACUUM ANALYZE"
+done
+psqlq postgres -c "CHECKPOINT"
+
+for test in $TESTS; do
+  case $test in
+    pgbench_*) run_test "$test" "$ROUNDS" $PGB_VARIANTS ;;
+    bulk_*)    run_test "$test" "$BULK_ROUNDS" $BULK_VARIANTS ;;
+    apply_*)   run_test "$test" "$BULK_ROUNDS" $APPLY_VARIANTS ;;
+  esac
+done
+
+python3 "$HERE/summarize.py" "$RAW" | tee "$OUT/summary.md"
+say "done: $OUT"

@@ -1,0 +1,171 @@
+//! `[replication]` and `[install]`: what the daemon and the installer do, and the
+//! conflict policies.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[replication] sync` when not given.
+pub const DEFAULT_SYNC_NAME: &str = "main";
+
+/// Longest sync name. The name becomes part of the advisory-lock key and of the
+/// names of installed objects, which PostgreSQL truncates at 63 bytes; 32 leaves
+/// room for a prefix and a table's suffix.
+pub const SYNC_NAME_MAX_LEN: usize = 32;
+
+/// `[replication] conflict` when not given: `left_wins`. Deterministic and
+/// independent of clocks; left is usually the database being moved away from, the
+/// one applications still write to while both are live.
+pub const DEFAULT_CONFLICT_POLICY: ConflictPolicy = ConflictPolicy::LeftWins;
+
+/// `[replication] allow_apply_triggers` when not given: refuse to replicate over user
+/// triggers and foreign-key actions that would fire on apply.
+pub const DEFAULT_ALLOW_APPLY_TRIGGERS: bool = false;
+
+/// `[install] lock_timeout_ms` when not given: 200 ms. A DDL statement waiting for a
+/// lock blocks every query queued behind it, so it must give up quickly and retry.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// `[install] max_attempts` when not given: 50 (with jittered backoff, some tens of
+/// seconds of trying on a busy table).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 50;
+
+/// Who wins when a key changed on both sides since they last agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// The left side's row is written to the right.
+    LeftWins,
+    /// The right side's row is written to the left.
+    RightWins,
+    /// The row changed last (capture time, `clock_timestamp()`) wins; the servers'
+    /// clocks must be synchronised.
+    LatestWins,
+    /// Neither side is overwritten; the conflict is logged for a human.
+    Ignore,
+}
+
+impl ConflictPolicy {
+    /// Every policy, in documentation order.
+    pub const ALL: [ConflictPolicy; 4] = [
+        ConflictPolicy::LeftWins,
+        ConflictPolicy::RightWins,
+        ConflictPolicy::LatestWins,
+        ConflictPolicy::Ignore,
+    ];
+
+    /// The policy as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictPolicy::LeftWins => "left_wins",
+            ConflictPolicy::RightWins => "right_wins",
+            ConflictPolicy::LatestWins => "latest_wins",
+            ConflictPolicy::Ignore => "ignore",
+        }
+    }
+}
+
+impl fmt::Display for ConflictPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ConflictPolicy {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        ConflictPolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// `[replication]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// `sync`: the sync's name; keys the single-writer advisory lock and the installed
+    /// objects, so that one pair can later be split into several syncs. 1 to
+    /// [`SYNC_NAME_MAX_LEN`] characters of `a-z`, `0-9` and `_`, starting with a
+    /// letter. Default: [`DEFAULT_SYNC_NAME`] (`main`).
+    pub sync: String,
+    /// `conflict`: the policy for tables without a `[[table]]` override. Default:
+    /// [`DEFAULT_CONFLICT_POLICY`] (`left_wins`).
+    pub conflict: ConflictPolicy,
+    /// `allow_apply_triggers`: replicate even though user triggers or foreign-key
+    /// actions would fire when changes are applied (where the apply role may not set
+    /// `session_replication_role = replica`). Default:
+    /// [`DEFAULT_ALLOW_APPLY_TRIGGERS`] (`false`).
+    pub allow_apply_triggers: bool,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            sync: DEFAULT_SYNC_NAME.to_owned(),
+            conflict: DEFAULT_CONFLICT_POLICY,
+            allow_apply_triggers: DEFAULT_ALLOW_APPLY_TRIGGERS,
+        }
+    }
+}
+
+/// `[install]`: DDL on live tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallConfig {
+    /// `lock_timeout_ms`: `lock_timeout` for each DDL statement on a live table, in
+    /// milliseconds, at least 1. Default: [`DEFAULT_LOCK_TIMEOUT`] (200 ms).
+    pub lock_timeout: Duration,
+    /// `max_attempts`: how often a DDL statement is tried when it fails with
+    /// `lock_not_available`, with jittered backoff in between; at least 1. Default:
+    /// [`DEFAULT_MAX_ATTEMPTS`] (50).
+    pub max_attempts: u32,
+}
+
+impl Default for InstallConfig {
+    fn default() -> Self {
+        InstallConfig {
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// Whether `name` is a valid sync name.
+pub(crate) fn valid_sync_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.len() <= SYNC_NAME_MAX_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_names() {
+        for ok in ["main", "a", "orders_2", &"x".repeat(SYNC_NAME_MAX_LEN)] {
+            assert!(valid_sync_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Main",
+            "1a",
+            "_a",
+            "a-b",
+            "a b",
+            &"x".repeat(SYNC_NAME_MAX_LEN + 1),
+        ] {
+            assert!(!valid_sync_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn policies_round_trip() {
+        for p in ConflictPolicy::ALL {
+            assert_eq!(p.to_string().parse::<ConflictPolicy>(), Ok(p));
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Printing for people: error chains and a panic hook that never shows a secret.
+
+use std::sync::Arc;
+
+/// "outer: cause: root cause", without repeating a cause already in the message.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Replaces every occurrence of a secret with `[redacted]`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), "[redacted]");
+    }
+    out
+}
+
+/// A panic message may carry anything a bug put into it: print it only after
+/// scrubbing the configuration's passwords out of it.
+pub fn install_panic_hook(secrets: Vec<String>) {
+    let secrets = Arc::new(secrets);
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "pgduplex panicked{location}: {}\nThis is a bug; please report it.",
+            scrub(&payload, &secrets)
+        );
+    }));
+}
