@@ -1,1 +1,13 @@
+//! End-to-end tests of pgduplex against two real PostgreSQL servers started by the
+//! test kit. One test binary (link time); a module per area; `support` is the
+//! harness. Tests that need the binary's exit codes and output run it
+//! (`CARGO_BIN_EXE_pgduplex`); others call the library crates directly.
 
+mod support;
+
+mod capture;
+mod check;
+mod config_errors;
+mod identifiers;
+mod install;
+mod tls;

@@ -1,0 +1,240 @@
+//! The harness: configuration files for a test pair, running the binary, and
+//! reading what pgduplex captured, with queries of the test's own (never through
+//! pgduplex's code).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pgduplex_testkit::{TestDb, TestPair};
+use tokio_postgres::Client;
+
+/// A configuration file in a temp dir; removed on drop.
+pub struct ConfigFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(text: &str) -> ConfigFile {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pgduplex.toml");
+        std::fs::write(&path, text).expect("write config");
+        ConfigFile { _dir: dir, path }
+    }
+
+    /// `[left]`/`[right]` pointing at the pair's databases (superuser), plus `extra`.
+    pub fn for_pair(pair: &TestPair, extra: &str) -> ConfigFile {
+        Self::for_urls(&pair.left.url(), &pair.right.url(), extra)
+    }
+
+    pub fn for_urls(left: &str, right: &str, extra: &str) -> ConfigFile {
+        ConfigFile::new(&format!(
+            "[left]\nurl = {}\n\n[right]\nurl = {}\n\n{extra}\n",
+            toml_string(left),
+            toml_string(right)
+        ))
+    }
+
+    pub fn load(&self) -> pgduplex_config::Config {
+        pgduplex_config::Config::load(&self.path).expect("valid config")
+    }
+}
+
+/// A TOML basic string.
+pub fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// What a run of the binary printed and returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (wanted {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `pgduplex --config <config> <args>` (blocking; call from spawn_blocking or
+/// sync tests, or through [`pgduplex_async`]).
+pub fn pgduplex(config: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("PGDUPLEX_CONFIG")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run pgduplex");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// [`pgduplex`] without blocking the runtime.
+pub async fn pgduplex_async(config: &Path, args: &[&str]) -> Run {
+    let config = config.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        pgduplex(&config, &a)
+    })
+    .await
+    .expect("join")
+}
+
+/// A delta row as the test reads it: operation and the key as jsonb text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub op: String,
+    pub key: serde_json::Value,
+}
+
+pub fn d(op: &str, key: serde_json::Value) -> Delta {
+    Delta {
+        op: op.to_string(),
+        key,
+    }
+}
+
+/// The delta rows recorded for `schema.table`, in capture order.
+pub async fn deltas(client: &Client, schema: &str, table: &str) -> Vec<Delta> {
+    let id: i32 = client
+        .query_one(
+            "SELECT id FROM pgduplex.replicated_table WHERE table_schema = $1 AND table_name = $2",
+            &[&schema, &table],
+        )
+        .await
+        .expect("table is recorded as replicated")
+        .get(0);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT op::text, (to_jsonb(d) - 'seq' - 'op' - 'txid' - 'captured_at')::text \
+                   FROM pgduplex.delta_{id} d ORDER BY seq"
+            ),
+            &[],
+        )
+        .await
+        .expect("read deltas");
+    rows.iter()
+        .map(|r| Delta {
+            op: r.get(0),
+            key: serde_json::from_str(&r.get::<_, String>(1)).unwrap(),
+        })
+        .collect()
+}
+
+/// Number of delta rows for `schema.table`.
+pub async fn delta_count(client: &Client, schema: &str, table: &str) -> i64 {
+    deltas(client, schema, table).await.len() as i64
+}
+
+/// Empties every delta table and the truncate log (between steps of a test).
+pub async fn clear_deltas(client: &Client) {
+    client
+        .batch_execute(
+            "DO $$DECLARE r record; BEGIN \
+               FOR r IN SELECT id FROM pgduplex.replicated_table LOOP \
+                 EXECUTE format('DELETE FROM pgduplex.%I', 'delta_' || r.id); END LOOP; \
+               DELETE FROM pgduplex.truncate_log; END$$",
+        )
+        .await
+        .expect("clear deltas");
+}
+
+/// Rows of the truncate log: (truncated schema.table, txid).
+pub async fn truncates(client: &Client) -> Vec<(String, i64)> {
+    client
+        .query(
+            "SELECT truncated_schema || '.' || truncated_table, txid FROM pgduplex.truncate_log ORDER BY seq",
+            &[],
+        )
+        .await
+        .expect("read truncate log")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Everything of pgduplex's found in the catalogs (namespaces, relations,
+/// functions, triggers), as text, for "uninstall leaves nothing" checks.
+pub async fn pgduplex_objects(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT 'namespace ' || nspname FROM pg_namespace WHERE nspname LIKE 'pgduplex%' \
+             UNION ALL SELECT 'class ' || c.oid::regclass::text FROM pg_class c \
+               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgduplex' \
+             UNION ALL SELECT 'proc ' || p.oid::regprocedure::text FROM pg_proc p \
+               JOIN pg_namespace n ON n.oid = p.pronamespace \
+              WHERE n.nspname = 'pgduplex' OR p.proname LIKE 'pgduplex%' OR p.proname LIKE 'capture\\_%' \
+             UNION ALL SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text FROM pg_trigger \
+              WHERE tgname LIKE 'pgduplex%' \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("catalog query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Every user row of the database as text, table by table, to prove data was not
+/// touched (byte-identical text forms, sorted).
+pub async fn all_user_rows(db: &TestDb) -> Vec<(String, Vec<String>)> {
+    let client = db.client().await.expect("connect");
+    let tables = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgduplex') \
+                AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .expect("list tables");
+    let mut out = Vec::new();
+    for t in tables {
+        let schema: String = t.get(0);
+        let name: String = t.get(1);
+        let rows = pgduplex_testkit::compare::table_rows_text(&client, &schema, &name)
+            .await
+            .expect("read rows");
+        out.push((format!("{schema}.{name}"), rows));
+    }
+    out
+}
+
+/// Waits for `cond` to hold, polling; panics after `secs` seconds with `what`.
+pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
