@@ -20,8 +20,17 @@ async fn ready_pair_exits_0_and_changes_nothing() {
     let before = all_user_rows(&pair.left).await;
     let run = pgduplex_async(&cfg.path, &["check"]).await;
     run.assert_code(0);
-    assert!(run.stdout.contains("2 table(s) to replicate, 0 left out, 0 error(s)."), "{}", run.all());
-    assert!(run.stdout.contains("Replication can go ahead."), "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("2 table(s) to replicate, 0 left out, 0 error(s)."),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("Replication can go ahead."),
+        "{}",
+        run.all()
+    );
     assert!(
         run.stdout.contains("table public.p: partitioned table (1 partitions on the left, 1 on the right): the root is replicated"),
         "{}",
@@ -29,11 +38,14 @@ async fn ready_pair_exits_0_and_changes_nothing() {
     );
     assert_eq!(before, all_user_rows(&pair.left).await);
     for db in [&pair.left, &pair.right] {
-        assert!(pgduplex_objects(&db.client().await.unwrap()).await.is_empty());
+        assert!(pgduplex_objects(&db.client().await.unwrap())
+            .await
+            .is_empty());
     }
     let json = pgduplex_async(&cfg.path, &["check", "--format", "json"]).await;
     json.assert_code(0);
-    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("check --format json prints JSON");
+    let v: serde_json::Value =
+        serde_json::from_str(&json.stdout).expect("check --format json prints JSON");
     assert_eq!(v["replicated"], serde_json::json!(["public.a", "public.p"]));
     assert_eq!(v["sides"][0]["side"], "left");
 }
@@ -60,24 +72,39 @@ async fn structural_differences_exit_1_with_fixes() {
     let run = pgduplex_async(&cfg.path, &["check"]).await;
     run.assert_code(1);
     let out = run.stdout.clone();
-    assert!(out.contains("error   right: table public.only_left: exists on the left side only"), "{out}");
+    assert!(
+        out.contains("error   right: table public.only_left: exists on the left side only"),
+        "{out}"
+    );
     assert!(out.contains("or exclude it in [tables] exclude"), "{out}");
     assert!(
         out.contains("column amount is numeric(10,2) on the left but numeric(12,2) on the right"),
         "{out}"
     );
     assert!(out.contains("column extra only on the left"), "{out}");
-    assert!(out.contains("the key differs: (id) on the left, (email) on the right"), "{out}");
+    assert!(
+        out.contains("the key differs: (id) on the left, (email) on the right"),
+        "{out}"
+    );
     assert!(out.contains("Replication cannot go ahead"), "{out}");
     // install refuses and changes nothing.
     let install = pgduplex_async(&cfg.path, &["install"]).await;
     install.assert_code(1);
-    assert!(install.stderr.contains("install refused"), "{}", install.all());
+    assert!(
+        install.stderr.contains("install refused"),
+        "{}",
+        install.all()
+    );
     for db in [&pair.left, &pair.right] {
-        assert!(pgduplex_objects(&db.client().await.unwrap()).await.is_empty());
+        assert!(pgduplex_objects(&db.client().await.unwrap())
+            .await
+            .is_empty());
     }
     // Excluding the offending tables makes the pair ready.
-    let cfg = ConfigFile::for_pair(&pair, "[tables]\nexclude = ['^public\\.(only_left|typed|keyed)$']");
+    let cfg = ConfigFile::for_pair(
+        &pair,
+        "[tables]\nexclude = ['^public\\.(only_left|typed|keyed)$']",
+    );
     pgduplex_async(&cfg.path, &["check"]).await.assert_code(0);
 }
 
@@ -114,13 +141,30 @@ async fn triggers_and_fk_actions_that_would_fire_on_apply() {
     let run = pgduplex_async(&as_role.path, &["check"]).await;
     run.assert_code(1);
     let out = run.stdout.clone();
-    assert!(out.contains("may not use session_replication_role"), "{out}");
-    assert!(out.contains("trigger touch on public.parent would fire when pgduplex applies changes"), "{out}");
-    assert!(out.contains("WHEN (current_setting('pgduplex.applying', true) IS DISTINCT FROM 'on')"), "{out}");
-    assert!(!out.contains("trigger guarded"), "a guarded trigger is not a problem: {out}");
-    assert!(out.contains("foreign key child_parent_id_fkey of public.child has ON DELETE CASCADE"), "{out}");
+    assert!(
+        out.contains("may not use session_replication_role"),
+        "{out}"
+    );
+    assert!(
+        out.contains("trigger touch on public.parent would fire when pgduplex applies changes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WHEN (current_setting('pgduplex.applying', true) IS DISTINCT FROM 'on')"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("trigger guarded"),
+        "a guarded trigger is not a problem: {out}"
+    );
+    assert!(
+        out.contains("foreign key child_parent_id_fkey of public.child has ON DELETE CASCADE"),
+        "{out}"
+    );
     // install is not blocked by apply-time findings (they matter to replicate).
-    pgduplex_async(&as_role.path, &["install"]).await.assert_code(0);
+    pgduplex_async(&as_role.path, &["install"])
+        .await
+        .assert_code(0);
 
     let opted_in = ConfigFile::for_urls(
         &pair.left.url_for(&role, "applier-pw"),
@@ -129,7 +173,12 @@ async fn triggers_and_fk_actions_that_would_fire_on_apply() {
     );
     let run = pgduplex_async(&opted_in.path, &["check"]).await;
     run.assert_code(0);
-    assert!(run.stdout.contains("warning left: table public.parent: trigger touch"), "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("warning left: table public.parent: trigger touch"),
+        "{}",
+        run.all()
+    );
 
     // A superuser uses replica mode: only the ENABLE ALWAYS trigger still fires.
     let superuser = ConfigFile::for_pair(&pair, "");
@@ -137,7 +186,10 @@ async fn triggers_and_fk_actions_that_would_fire_on_apply() {
     run.assert_code(1);
     let out = run.stdout.clone();
     assert!(out.contains("may use session_replication_role"), "{out}");
-    assert!(out.contains("trigger always_on on public.child would fire"), "{out}");
+    assert!(
+        out.contains("trigger always_on on public.child would fire"),
+        "{out}"
+    );
     assert!(!out.contains("trigger touch"), "{out}");
     assert!(!out.contains("ON DELETE CASCADE"), "{out}");
 }
@@ -162,17 +214,28 @@ async fn missing_privileges_are_reported_with_the_grant_to_run() {
     let run = pgduplex_async(&cfg.path, &["check"]).await;
     run.assert_code(1);
     let out = run.stdout.clone();
-    assert!(out.contains(&format!("user {role} may not create schema pgduplex")), "{out}");
+    assert!(
+        out.contains(&format!("user {role} may not create schema pgduplex")),
+        "{out}"
+    );
     assert!(out.contains("GRANT CREATE ON DATABASE"), "{out}");
-    assert!(out.contains(&format!("user {role} does not own this table")), "{out}");
-    assert!(out.contains("lacks INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER"), "{out}");
+    assert!(
+        out.contains(&format!("user {role} does not own this table")),
+        "{out}"
+    );
+    assert!(
+        out.contains("lacks INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER"),
+        "{out}"
+    );
 }
 
 /// A capture trigger found disabled is an alarm.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_capture_trigger_is_an_error() {
     let pair = TestPair::new().await;
-    pair.execute_both("create table t (id int primary key)").await.unwrap();
+    pair.execute_both("create table t (id int primary key)")
+        .await
+        .unwrap();
     let cfg = ConfigFile::for_pair(&pair, "");
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
     pgduplex_async(&cfg.path, &["check"]).await.assert_code(0);
@@ -183,13 +246,20 @@ async fn a_disabled_capture_trigger_is_an_error() {
     let run = pgduplex_async(&cfg.path, &["check"]).await;
     run.assert_code(1);
     assert!(
-        run.stdout.contains("right: table public.t: pgduplex's capture trigger pgduplex_capture is disabled"),
+        run.stdout.contains(
+            "right: table public.t: pgduplex's capture trigger pgduplex_capture is disabled"
+        ),
         "{}",
         run.all()
     );
     // install repairs it.
     let run = pgduplex_async(&cfg.path, &["install"]).await;
     run.assert_code(0);
-    assert!(run.stdout.contains("right: capture installed on 1 table(s)"), "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("right: capture installed on 1 table(s)"),
+        "{}",
+        run.all()
+    );
     pgduplex_async(&cfg.path, &["check"]).await.assert_code(0);
 }

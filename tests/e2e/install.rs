@@ -40,12 +40,15 @@ async fn catalog_fingerprint(client: &tokio_postgres::Client) -> Vec<String> {
 }
 
 async fn recorded(c: &tokio_postgres::Client) -> Vec<String> {
-    c.query("SELECT table_name FROM pgduplex.replicated_table ORDER BY 1", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect()
+    c.query(
+        "SELECT table_name FROM pgduplex.replicated_table ORDER BY 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<_, String>(0))
+    .collect()
 }
 
 async fn triggers(c: &tokio_postgres::Client) -> Vec<String> {
@@ -66,15 +69,39 @@ async fn install_twice_changes_nothing() {
     let cfg = ConfigFile::for_pair(&pair, "");
     let first = pgduplex_async(&cfg.path, &["install"]).await;
     first.assert_code(0);
-    assert!(first.stdout.contains("left: schema pgduplex created; capture installed on 3 table(s)"), "{}", first.all());
-    let (l, r) = (pair.left.client().await.unwrap(), pair.right.client().await.unwrap());
+    assert!(
+        first
+            .stdout
+            .contains("left: schema pgduplex created; capture installed on 3 table(s)"),
+        "{}",
+        first.all()
+    );
+    let (l, r) = (
+        pair.left.client().await.unwrap(),
+        pair.right.client().await.unwrap(),
+    );
     let before = (catalog_fingerprint(&l).await, catalog_fingerprint(&r).await);
-    assert!(before.0.iter().filter(|s| s.starts_with("trigger")).count() >= 6, "{before:?}");
+    assert!(
+        before.0.iter().filter(|s| s.starts_with("trigger")).count() >= 6,
+        "{before:?}"
+    );
 
     let second = pgduplex_async(&cfg.path, &["install"]).await;
     second.assert_code(0);
-    assert!(second.stdout.contains("left: capture installed on 0 table(s), 3 already current"), "{}", second.all());
-    assert!(second.stdout.contains("right: capture installed on 0 table(s), 3 already current"), "{}", second.all());
+    assert!(
+        second
+            .stdout
+            .contains("left: capture installed on 0 table(s), 3 already current"),
+        "{}",
+        second.all()
+    );
+    assert!(
+        second
+            .stdout
+            .contains("right: capture installed on 0 table(s), 3 already current"),
+        "{}",
+        second.all()
+    );
     let after = (catalog_fingerprint(&l).await, catalog_fingerprint(&r).await);
     assert_eq!(before, after, "a second install must not run any DDL");
 }
@@ -83,16 +110,28 @@ async fn install_twice_changes_nothing() {
 async fn tables_added_to_the_config_later_are_added_by_install() {
     let pair = pair_with_schema().await;
     let narrow = ConfigFile::for_pair(&pair, "[tables]\ninclude = ['^public\\.plain$']");
-    pgduplex_async(&narrow.path, &["install"]).await.assert_code(0);
+    pgduplex_async(&narrow.path, &["install"])
+        .await
+        .assert_code(0);
     let l = pair.left.client().await.unwrap();
     assert_eq!(recorded(&l).await, vec!["plain"]);
     let wide = ConfigFile::for_pair(&pair, "");
     let run = pgduplex_async(&wide.path, &["install"]).await;
     run.assert_code(0);
-    assert!(run.stdout.contains("capture installed on 2 table(s), 1 already current"), "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("capture installed on 2 table(s), 1 already current"),
+        "{}",
+        run.all()
+    );
     assert_eq!(recorded(&l).await, vec!["child", "parent", "plain"]);
-    l.execute("INSERT INTO parent VALUES (1, 'a')", &[]).await.unwrap();
-    assert_eq!(deltas(&l, "public", "parent").await, vec![d("I", serde_json::json!({"id": 1}))]);
+    l.execute("INSERT INTO parent VALUES (1, 'a')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        deltas(&l, "public", "parent").await,
+        vec![d("I", serde_json::json!({"id": 1}))]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,29 +149,52 @@ async fn uninstall_removes_everything_and_keeps_user_rows() {
     .await
     .unwrap();
     let cfg = ConfigFile::for_pair(&pair, "");
-    let before = (all_user_rows(&pair.left).await, all_user_rows(&pair.right).await);
+    let before = (
+        all_user_rows(&pair.left).await,
+        all_user_rows(&pair.right).await,
+    );
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
     // Changes after install are captured, then uninstall must not touch the rows.
     let l = pair.left.client().await.unwrap();
-    l.batch_execute("UPDATE parent SET name = name WHERE id <= 10; INSERT INTO part VALUES (5, 500)")
+    l.batch_execute(
+        "UPDATE parent SET name = name WHERE id <= 10; INSERT INTO part VALUES (5, 500)",
+    )
+    .await
+    .unwrap();
+    l.batch_execute("DELETE FROM part WHERE b = 500")
         .await
         .unwrap();
-    l.batch_execute("DELETE FROM part WHERE b = 500").await.unwrap();
     assert!(!pgduplex_objects(&l).await.is_empty());
 
     let run = pgduplex_async(&cfg.path, &["uninstall"]).await;
     run.assert_code(0);
-    assert!(run.stdout.contains("schema pgduplex dropped"), "{}", run.all());
+    assert!(
+        run.stdout.contains("schema pgduplex dropped"),
+        "{}",
+        run.all()
+    );
     for db in [&pair.left, &pair.right] {
         let c = db.client().await.unwrap();
-        assert_eq!(pgduplex_objects(&c).await, Vec::<String>::new(), "{} still has pgduplex objects", db.display());
+        assert_eq!(
+            pgduplex_objects(&c).await,
+            Vec::<String>::new(),
+            "{} still has pgduplex objects",
+            db.display()
+        );
     }
-    let after = (all_user_rows(&pair.left).await, all_user_rows(&pair.right).await);
+    let after = (
+        all_user_rows(&pair.left).await,
+        all_user_rows(&pair.right).await,
+    );
     assert_eq!(before, after, "uninstall changed user rows");
 
     let again = pgduplex_async(&cfg.path, &["uninstall"]).await;
     again.assert_code(0);
-    assert!(again.stdout.contains("schema pgduplex was not there"), "{}", again.all());
+    assert!(
+        again.stdout.contains("schema pgduplex was not there"),
+        "{}",
+        again.all()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -149,12 +211,18 @@ async fn uninstall_refuses_when_a_user_object_depends_on_pgduplex() {
     run.assert_code(1);
     assert!(run.stderr.contains("view pending"), "{}", run.all());
     assert!(run.stderr.contains("nothing was dropped"), "{}", run.all());
-    assert_eq!(before, catalog_fingerprint(&l).await, "the refused side must be unchanged");
+    assert_eq!(
+        before,
+        catalog_fingerprint(&l).await,
+        "the refused side must be unchanged"
+    );
     // The other side had nothing in the way and is clean.
     let r = pair.right.client().await.unwrap();
     assert!(pgduplex_objects(&r).await.is_empty());
     l.batch_execute("DROP VIEW public.pending").await.unwrap();
-    pgduplex_async(&cfg.path, &["uninstall"]).await.assert_code(0);
+    pgduplex_async(&cfg.path, &["uninstall"])
+        .await
+        .assert_code(0);
     assert!(pgduplex_objects(&l).await.is_empty());
 }
 
@@ -164,29 +232,55 @@ async fn install_resumes_after_a_partial_failure_and_uninstall_cleans_a_partial_
     let cfg = ConfigFile::for_pair(&pair, "[install]\nlock_timeout_ms = 20\nmax_attempts = 2");
     // A writer's open transaction on `plain` (left only) makes its DDL fail.
     let blocker = pair.left.client().await.unwrap();
-    blocker.batch_execute("BEGIN; INSERT INTO plain VALUES ('held', 1)").await.unwrap();
+    blocker
+        .batch_execute("BEGIN; INSERT INTO plain VALUES ('held', 1)")
+        .await
+        .unwrap();
     let run = pgduplex_async(&cfg.path, &["install"]).await;
     run.assert_code(1);
     assert!(run.stderr.contains("table public.plain"), "{}", run.all());
-    assert!(run.stderr.contains("still locked by another transaction"), "{}", run.all());
+    assert!(
+        run.stderr.contains("still locked by another transaction"),
+        "{}",
+        run.all()
+    );
     let l = pair.left.client().await.unwrap();
-    assert_eq!(triggers(&l).await, vec!["child", "parent"], "tables before the locked one are done");
+    assert_eq!(
+        triggers(&l).await,
+        vec!["child", "parent"],
+        "tables before the locked one are done"
+    );
 
     // Uninstall of the half-finished install works (with the lock released).
     blocker.batch_execute("ROLLBACK").await.unwrap();
-    pgduplex_async(&cfg.path, &["uninstall"]).await.assert_code(0);
+    pgduplex_async(&cfg.path, &["uninstall"])
+        .await
+        .assert_code(0);
     assert!(pgduplex_objects(&l).await.is_empty());
 
     // Again half way, then install finishes the job.
-    blocker.batch_execute("BEGIN; INSERT INTO plain VALUES ('held', 1)").await.unwrap();
+    blocker
+        .batch_execute("BEGIN; INSERT INTO plain VALUES ('held', 1)")
+        .await
+        .unwrap();
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(1);
     blocker.batch_execute("ROLLBACK").await.unwrap();
     let run = pgduplex_async(&cfg.path, &["install"]).await;
     run.assert_code(0);
-    assert!(run.stdout.contains("left: capture installed on 1 table(s), 2 already current"), "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("left: capture installed on 1 table(s), 2 already current"),
+        "{}",
+        run.all()
+    );
     assert_eq!(triggers(&l).await, vec!["child", "parent", "plain"]);
-    l.execute("INSERT INTO plain VALUES ('x', 1)", &[]).await.unwrap();
-    assert_eq!(deltas(&l, "public", "plain").await, vec![d("I", serde_json::json!({"k": "x"}))]);
+    l.execute("INSERT INTO plain VALUES ('x', 1)", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        deltas(&l, "public", "plain").await,
+        vec![d("I", serde_json::json!({"k": "x"}))]
+    );
 }
 
 /// While a long transaction holds a lock on a table, install retries instead of
@@ -205,7 +299,10 @@ async fn install_never_blocks_writers_longer_than_the_lock_timeout() {
     );
     // The long transaction: a row lock and ROW EXCLUSIVE on `plain`, held ~2 s.
     let holder = pair.left.client().await.unwrap();
-    holder.batch_execute("BEGIN; UPDATE plain SET n = n WHERE k = 'k1'").await.unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE plain SET n = n WHERE k = 'k1'")
+        .await
+        .unwrap();
 
     // Writers to other rows, each statement timed.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -219,7 +316,10 @@ async fn install_never_blocks_writers_longer_than_the_lock_timeout() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let key = format!("k{}", 2 + (n * 2 + w) % 99);
                 let t = Instant::now();
-                client.execute("UPDATE plain SET n = n + 1 WHERE k = $1", &[&key]).await.unwrap();
+                client
+                    .execute("UPDATE plain SET n = n + 1 WHERE k = $1", &[&key])
+                    .await
+                    .unwrap();
                 worst = worst.max(t.elapsed());
                 n += 1;
             }
@@ -260,7 +360,8 @@ async fn install_never_blocks_writers_longer_than_the_lock_timeout() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     run.assert_code(0);
     assert!(
-        run.stderr.contains("stepped out of the lock queue and will retry"),
+        run.stderr
+            .contains("stepped out of the lock queue and will retry"),
         "install should have retried: {}",
         run.all()
     );
@@ -275,5 +376,34 @@ async fn install_never_blocks_writers_longer_than_the_lock_timeout() {
             "a writer was blocked for {worst:?} (lock timeout {LOCK_TIMEOUT_MS} ms)"
         );
     }
-    assert!(total > 20, "writers made progress during the install ({total} statements)");
+    assert!(
+        total > 20,
+        "writers made progress during the install ({total} statements)"
+    );
+}
+
+/// Key columns named like the delta table's own bookkeeping columns.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_columns_named_like_bookkeeping_columns() {
+    let pair = TestPair::new().await;
+    pair.execute_both(
+        "create table clash (seq bigint, op text, txid int, k1 text, captured_at date, v text,
+                             primary key (seq, op, txid, k1, captured_at))",
+    )
+    .await
+    .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let l = pair.left.client().await.unwrap();
+    l.batch_execute(
+        "insert into clash values (1, 'x', 2, 'y', '2026-01-01', 'v');
+         update clash set op = 'z' where seq = 1;",
+    )
+    .await
+    .unwrap();
+    let key = |op: &str| serde_json::json!({"seq": 1, "op": op, "txid": 2, "k1": "y", "captured_at": "2026-01-01"});
+    assert_eq!(
+        deltas(&l, "public", "clash").await,
+        vec![d("I", key("x")), d("D", key("x")), d("I", key("z"))]
+    );
 }

@@ -114,30 +114,37 @@ pub fn d(op: &str, key: serde_json::Value) -> Delta {
     }
 }
 
-/// The delta rows recorded for `schema.table`, in capture order.
+/// The delta rows recorded for `schema.table`, in capture order, with the key
+/// columns named as in the user's table (the delta table stores them as k1, k2, ...
+/// and `pgduplex.replicated_table.key_columns` says which is which).
 pub async fn deltas(client: &Client, schema: &str, table: &str) -> Vec<Delta> {
-    let id: i32 = client
+    let row = client
         .query_one(
-            "SELECT id FROM pgduplex.replicated_table WHERE table_schema = $1 AND table_name = $2",
+            "SELECT id, key_columns FROM pgduplex.replicated_table WHERE table_schema = $1 AND table_name = $2",
             &[&schema, &table],
         )
         .await
-        .expect("table is recorded as replicated")
-        .get(0);
+        .expect("table is recorded as replicated");
+    let id: i32 = row.get(0);
+    let key_columns: Vec<String> = row.get(1);
     let rows = client
         .query(
-            &format!(
-                "SELECT op::text, (to_jsonb(d) - 'seq' - 'op' - 'txid' - 'captured_at')::text \
-                   FROM pgduplex.delta_{id} d ORDER BY seq"
-            ),
+            &format!("SELECT op::text, to_jsonb(d)::text FROM pgduplex.delta_{id} d ORDER BY seq"),
             &[],
         )
         .await
         .expect("read deltas");
     rows.iter()
-        .map(|r| Delta {
-            op: r.get(0),
-            key: serde_json::from_str(&r.get::<_, String>(1)).unwrap(),
+        .map(|r| {
+            let all: serde_json::Value = serde_json::from_str(&r.get::<_, String>(1)).unwrap();
+            let mut key = serde_json::Map::new();
+            for (i, name) in key_columns.iter().enumerate() {
+                key.insert(name.clone(), all[format!("k{}", i + 1)].clone());
+            }
+            Delta {
+                op: r.get(0),
+                key: serde_json::Value::Object(key),
+            }
         })
         .collect()
 }
@@ -234,7 +241,10 @@ where
         if cond().await {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

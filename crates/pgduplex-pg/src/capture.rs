@@ -64,11 +64,20 @@ impl CaptureSpec {
         )
     }
 
+    /// Name of the delta table's column holding key column `i` (0-based): `k1`,
+    /// `k2`, ... The user's own names could collide with the bookkeeping columns
+    /// (a key column called `seq` or `op`); the mapping is recorded in
+    /// `pgduplex.replicated_table.key_columns`.
+    pub fn delta_key_column(i: usize) -> String {
+        format!("k{}", i + 1)
+    }
+
     pub fn create_delta_table(&self) -> String {
         let keys = self
             .key
             .iter()
-            .map(|(name, ty)| format!(",\n    {} {} NOT NULL", quote_ident(name), ty))
+            .enumerate()
+            .map(|(i, (_, ty))| format!(",\n    {} {} NOT NULL", Self::delta_key_column(i), ty))
             .collect::<String>();
         format!(
             "CREATE TABLE IF NOT EXISTS {delta} (\n    \
@@ -81,10 +90,8 @@ impl CaptureSpec {
     }
 
     fn insert(&self, rows: &[(&str, &str)]) -> String {
-        let cols = self
-            .key
-            .iter()
-            .map(|(n, _)| quote_ident(n))
+        let cols = (0..self.key.len())
+            .map(Self::delta_key_column)
             .collect::<Vec<_>>()
             .join(", ");
         let values = rows
@@ -234,7 +241,12 @@ mod tests {
         assert!(f.contains("SET search_path = pg_catalog, pg_temp"));
         let d = s.create_delta_table();
         assert!(d.contains("\"pgduplex\".\"delta_7\""), "{d}");
-        assert!(d.contains("\"Id\" bigint NOT NULL"));
+        assert!(d.contains("k1 bigint NOT NULL"), "{d}");
+        assert!(d.contains("k2 text NOT NULL"), "{d}");
+        assert!(
+            body.contains("INSERT INTO \"pgduplex\".\"delta_7\" (op, k1, k2) VALUES"),
+            "{body}"
+        );
     }
 
     #[test]

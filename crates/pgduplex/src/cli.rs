@@ -83,6 +83,8 @@ impl Cli {
 pub fn init_tracing(cli: &Cli) {
     // Server NOTICEs ("trigger ... does not exist, skipping") are noise for users.
     let default = match cli.verbose {
+        // The demo narrates on stdout; its log would only interleave.
+        0 if matches!(cli.command, Command::Demo(_)) => "warn",
         0 => "info,tokio_postgres=warn",
         1 => "debug,tokio_postgres=info",
         _ => "trace",
