@@ -117,7 +117,7 @@ impl CheckReport {
             out.push('\n');
         }
         let mut findings = self.findings.clone();
-        findings.sort_by(|a, b| a.severity.cmp(&b.severity));
+        findings.sort_by_key(|f| f.severity);
         for f in &findings {
             let sev = match f.severity {
                 Severity::Error => "error",
