@@ -263,3 +263,43 @@ async fn a_disabled_capture_trigger_is_an_error() {
     );
     pgduplex_async(&cfg.path, &["check"]).await.assert_code(0);
 }
+
+/// A partition created after install has its rows captured (the row trigger is
+/// cloned) but not a TRUNCATE aimed at it alone: check says so, install fixes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_created_after_install_is_flagged_for_truncate() {
+    let pair = TestPair::new().await;
+    pair.execute_both(
+        "create table p (a int, b int, primary key (a, b)) partition by range (a);
+         create table p1 partition of p for values from (0) to (10);",
+    )
+    .await
+    .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    pair.left
+        .execute("create table p2 partition of p for values from (10) to (20)")
+        .await
+        .unwrap();
+    let run = pgduplex_async(&cfg.path, &["check"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("warning left: partition public.p2: created after the last install"),
+        "{}",
+        run.all()
+    );
+    let run = pgduplex_async(&cfg.path, &["install"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("left: capture installed on 1 table(s)"),
+        "{}",
+        run.all()
+    );
+    let l = pair.left.client().await.unwrap();
+    l.batch_execute("truncate p2").await.unwrap();
+    assert_eq!(truncates(&l).await.len(), 1);
+    assert_eq!(truncates(&l).await[0].0, "public.p2");
+    let run = pgduplex_async(&cfg.path, &["check"]).await;
+    assert!(!run.stdout.contains("partition public.p2"), "{}", run.all());
+}

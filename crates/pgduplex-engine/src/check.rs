@@ -181,6 +181,7 @@ pub async fn analyse(config: &Config) -> Result<Analysis, EngineError> {
                 });
                 side_findings(&state, &mut findings);
                 capture_findings(&state, &mut findings);
+                partition_findings(&state, &mut findings);
                 states.push(Some(state));
             }
             Err(err) => {
@@ -343,6 +344,19 @@ fn capture_findings(state: &SideState, findings: &mut Vec<Finding>) {
             fix: Some(
                 "run `pgduplex install` to re-enable it, then `pgduplex scan` (and `sync`) to find what was missed".into(),
             ),
+            apply_only: true,
+        });
+    }
+}
+
+fn partition_findings(state: &SideState, findings: &mut Vec<Finding>) {
+    for p in &state.catalog.partitions_without_truncate_capture {
+        findings.push(Finding {
+            severity: Severity::Warning,
+            side: Some(state.side),
+            subject: format!("partition {p}"),
+            problem: "created after the last install: its rows are captured, but a TRUNCATE aimed at this partition alone is not".into(),
+            fix: Some("run `pgduplex install` again (it adds the TRUNCATE trigger; nothing else changes)".into()),
             apply_only: true,
         });
     }

@@ -131,6 +131,9 @@ pub struct Catalog {
     /// pgduplex's own triggers that are not `ENABLE ALWAYS` (disabled, or enabled
     /// only for some sessions): changes may be escaping capture.
     pub capture_triggers_not_always: Vec<(TableName, String, char)>,
+    /// Partitions of captured tables without pgduplex's TRUNCATE trigger
+    /// (created after the last install: statement triggers are not cloned).
+    pub partitions_without_truncate_capture: Vec<TableName>,
 }
 
 impl Catalog {
@@ -185,6 +188,7 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
         foreign_keys: Vec::new(),
         sequences: Vec::new(),
         capture_triggers_not_always: Vec::new(),
+        partitions_without_truncate_capture: Vec::new(),
     };
     if server_version_num < MIN_SERVER_VERSION {
         // The queries below use catalog columns of newer versions.
@@ -446,6 +450,28 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             row.get(2),
             row.get::<_, String>(3).chars().next().unwrap_or('O'),
         ));
+    }
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE c.relispartition \
+                AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = pg_partition_root(c.oid) \
+                             AND t.tgname = 'pgduplex_truncate') \
+                AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid \
+                                 AND t.tgname = 'pgduplex_truncate') \
+              ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(q("listing partitions without TRUNCATE capture"))?;
+    for row in rows {
+        catalog
+            .partitions_without_truncate_capture
+            .push(TableName::new(
+                row.get::<_, String>(0),
+                row.get::<_, String>(1),
+            ));
     }
     Ok(catalog)
 }
