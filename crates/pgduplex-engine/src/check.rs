@@ -16,7 +16,7 @@ use pgduplex_pg::{PgError, TableName};
 use serde::Serialize;
 
 use crate::pair::{open_both, SideState};
-use crate::EngineError;
+use crate::{error_chain, EngineError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -226,19 +226,6 @@ pub async fn analyse(config: &Config) -> Result<Analysis, EngineError> {
 /// `pgduplex check`.
 pub async fn check(config: &Config) -> Result<CheckReport, EngineError> {
     Ok(analyse(config).await?.report)
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
 }
 
 /// The side's own error without the "left: " prefix (the finding names the side).

@@ -28,3 +28,18 @@ impl EngineError {
         move |source| EngineError::Side { side, source }
     }
 }
+
+/// An error with its causes for people: "outer: cause: root cause", without
+/// repeating a cause that the message above it already contains.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}

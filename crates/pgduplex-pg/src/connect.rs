@@ -137,29 +137,34 @@ impl Endpoint {
             address: self.redacted.clone(),
             source,
         };
-        let label = self.label.clone();
         let client = match &self.tls {
             Some(tls) => {
                 let (client, connection) = self.pg.connect(tls.clone()).await.map_err(err)?;
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(side = %label, error = %err, "connection closed");
-                    }
-                });
+                self.drive(connection);
                 client
             }
             None => {
-                let (client, connection) =
-                    self.pg.connect(tokio_postgres::NoTls).await.map_err(err)?;
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(side = %label, error = %err, "connection closed");
-                    }
-                });
+                let (client, connection) = self.pg.connect(tokio_postgres::NoTls).await.map_err(err)?;
+                self.drive(connection);
                 client
             }
         };
         Ok(client)
+    }
+}
+
+impl Endpoint {
+    /// Spawns the task that drives a connection until it closes.
+    fn drive<F>(&self, connection: F)
+    where
+        F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+    {
+        let label = self.label.clone();
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(side = %label, error = %err, "connection closed");
+            }
+        });
     }
 }
 

@@ -2,19 +2,7 @@
 
 use std::sync::Arc;
 
-/// "outer: cause: root cause", without repeating a cause already in the message.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
+pub use pgduplex_engine::error_chain as chain;
 
 /// Replaces every occurrence of a secret with `[redacted]`.
 pub fn scrub(text: &str, secrets: &[String]) -> String {
