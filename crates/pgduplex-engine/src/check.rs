@@ -252,6 +252,12 @@ fn connection_finding(side: Side, err: &EngineError) -> Finding {
                 )
             } else if code == Some(&SqlState::INVALID_CATALOG_NAME) {
                 format!("check the database name in [{side}] url")
+            } else if error_chain(source).contains("invalid peer certificate") {
+                format!(
+                    "the server's certificate was not accepted: check [{side}] sslrootcert (the CA that signed the \
+                     server's certificate), and with verify-full that the url's host is a name the certificate \
+                     is issued for; sslmode = \"require\" encrypts without verifying"
+                )
             } else {
                 format!(
                     "check the host and port in [{side}] url, that the server is running and reachable from here, and its sslmode"
