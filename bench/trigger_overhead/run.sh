@@ -10,10 +10,11 @@
 # "none2" is a second database without triggers: an A/A control (its ratio shows the noise
 # floor and any database-vs-database bias).
 #
-# Usage:  bench/trigger_overhead/run.sh            # full run (~15-20 min on 2 cores)
-#         QUICK=1 bench/trigger_overhead/run.sh    # smoke/quick run (a few minutes)
+# Usage:  bench/trigger_overhead/run.sh            # full run (26 min on a busy 2-core box, less when idle)
+#         QUICK=1 bench/trigger_overhead/run.sh    # smoke/quick run (~3-4 min)
 #         TESTS="pgbench_c1 bulk_update" bench/trigger_overhead/run.sh
 # Output: $OUT/raw.csv (every single measurement), $OUT/summary.md, $OUT/ddl_*.sql
+# See RESULTS.md for the method, the metrics (wall and CPU) and the first results.
 set -euo pipefail
 
 # ---------------------------------------------------------------- parameters

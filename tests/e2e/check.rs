@@ -240,14 +240,14 @@ async fn a_disabled_capture_trigger_is_an_error() {
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
     pgduplex_async(&cfg.path, &["check"]).await.assert_code(0);
     pair.right
-        .execute("alter table t disable trigger pgduplex_capture")
+        .execute("alter table t disable trigger pgduplex_capture_insert")
         .await
         .unwrap();
     let run = pgduplex_async(&cfg.path, &["check"]).await;
     run.assert_code(1);
     assert!(
         run.stdout.contains(
-            "right: table public.t: pgduplex's capture trigger pgduplex_capture is disabled"
+            "right: table public.t: pgduplex's capture trigger pgduplex_capture_insert is disabled"
         ),
         "{}",
         run.all()

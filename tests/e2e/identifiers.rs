@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use crate::support::{
-    all_user_rows, d, deltas, pgduplex_async, pgduplex_objects, truncates, ConfigFile,
+    all_user_rows, d, deltas, pgduplex_async, pgduplex_objects, sorted, truncates, ConfigFile,
 };
 
 /// The odd schema, as the catalog spells it.
@@ -149,7 +149,13 @@ async fn odd_identifiers_work_in_every_command() {
     assert_eq!(replicated(&right).await, want_recorded);
     let mut want_triggers = Vec::new();
     for t in [SELECT, ORDER_ITEMS, DOTTED] {
-        want_triggers.push(format!("{} pgduplex_capture A", plain(t)));
+        for trg in [
+            "pgduplex_capture_delete",
+            "pgduplex_capture_insert",
+            "pgduplex_capture_update",
+        ] {
+            want_triggers.push(format!("{} {trg} A", plain(t)));
+        }
         want_triggers.push(format!("{} pgduplex_truncate A", plain(t)));
     }
     want_triggers.sort();
@@ -178,31 +184,31 @@ async fn odd_identifiers_work_in_every_command() {
     .await
     .unwrap();
     assert_eq!(
-        deltas(&left, SCHEMA, SELECT).await,
-        vec![
+        sorted(deltas(&left, SCHEMA, SELECT).await),
+        sorted(vec![
             d("I", json!({"Key Col": 3})),
             d("U", json!({"Key Col": 1})),
             d("D", json!({"Key Col": 2})),
             d("I", json!({"Key Col": 20})),
             d("D", json!({"Key Col": 3})),
-        ]
+        ])
     );
     assert_eq!(
-        deltas(&left, SCHEMA, ORDER_ITEMS).await,
-        vec![
+        sorted(deltas(&left, SCHEMA, ORDER_ITEMS).await),
+        sorted(vec![
             d("I", json!({"Key Col": "b.c", "Kind": "small's"})),
             d("U", json!({"Key Col": "A \"1\"", "Kind": "Big One"})),
             d("D", json!({"Key Col": "b.c", "Kind": "small's"})),
             d("I", json!({"Key Col": "b.c", "Kind": "Big One"})),
             d("D", json!({"Key Col": "A \"1\"", "Kind": "Big One"})),
-        ]
+        ])
     );
     assert_eq!(
-        deltas(&left, SCHEMA, DOTTED).await,
-        vec![
+        sorted(deltas(&left, SCHEMA, DOTTED).await),
+        sorted(vec![
             d("I", json!({"we\"ird": 11})),
             d("U", json!({"we\"ird": 10})),
-        ]
+        ])
     );
     left.batch_execute(r#"TRUNCATE "My ""Odd"".Schema"."Dot.And""Quote\Back""#)
         .await
@@ -215,8 +221,8 @@ async fn odd_identifiers_work_in_every_command() {
         .await
         .unwrap();
     assert_eq!(
-        deltas(&right, SCHEMA, SELECT).await,
-        vec![d("I", json!({"Key Col": 7}))]
+        sorted(deltas(&right, SCHEMA, SELECT).await),
+        sorted(vec![d("I", json!({"Key Col": 7}))])
     );
 
     // install again: everything already current, pending changes kept.
@@ -299,7 +305,9 @@ async fn table_selection_regexes_match_odd_names() {
     assert_eq!(replicated(&left).await, want_recorded);
     assert_eq!(replicated(&right).await, want_recorded);
     let want_triggers = vec![
-        format!("{} pgduplex_capture A", plain(ORDER_ITEMS)),
+        format!("{} pgduplex_capture_delete A", plain(ORDER_ITEMS)),
+        format!("{} pgduplex_capture_insert A", plain(ORDER_ITEMS)),
+        format!("{} pgduplex_capture_update A", plain(ORDER_ITEMS)),
         format!("{} pgduplex_truncate A", plain(ORDER_ITEMS)),
     ];
     assert_eq!(capture_triggers(&left).await, want_triggers);
@@ -316,8 +324,8 @@ async fn table_selection_regexes_match_odd_names() {
     .await
     .unwrap();
     assert_eq!(
-        deltas(&left, SCHEMA, ORDER_ITEMS).await,
-        vec![d("I", json!({"Key Col": "new", "Kind": "small's"}))]
+        sorted(deltas(&left, SCHEMA, ORDER_ITEMS).await),
+        sorted(vec![d("I", json!({"Key Col": "new", "Kind": "small's"}))])
     );
     assert_eq!(truncates(&left).await, vec![]);
 }
@@ -377,8 +385,8 @@ async fn odd_apply_role_name_keeps_no_echo_exact() {
         .await
         .unwrap();
     assert_eq!(
-        deltas(&superuser, SCHEMA, SELECT).await,
-        vec![d("I", json!({"Key Col": 60}))]
+        sorted(deltas(&superuser, SCHEMA, SELECT).await),
+        sorted(vec![d("I", json!({"Key Col": 60}))])
     );
     // The apply role without the setting: captured.
     apply
@@ -386,11 +394,11 @@ async fn odd_apply_role_name_keeps_no_echo_exact() {
         .await
         .unwrap();
     assert_eq!(
-        deltas(&superuser, SCHEMA, SELECT).await,
-        vec![
+        sorted(deltas(&superuser, SCHEMA, SELECT).await),
+        sorted(vec![
             d("I", json!({"Key Col": 60})),
             d("D", json!({"Key Col": 60}))
-        ]
+        ])
     );
     pgduplex_async(&cfg.path, &["uninstall"])
         .await

@@ -248,3 +248,11 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Delta rows in a canonical order. Statement-level capture writes the rows of one
+/// statement in no particular order (a key change's 'D' may come after its 'I'), so
+/// tests compare captured changes as multisets.
+pub fn sorted(mut v: Vec<Delta>) -> Vec<Delta> {
+    v.sort_by_key(|d| (d.key.to_string(), d.op.clone()));
+    v
+}

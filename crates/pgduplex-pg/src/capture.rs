@@ -1,13 +1,21 @@
 //! The capture DDL generated for one replicated table, and why it looks this way.
 //!
-//! Row-level `AFTER` triggers, not statement-level triggers with transition tables:
-//! measured in `bench/trigger_overhead/RESULTS.md`. In short: a transition table is
-//! filled even when the trigger then does nothing, which taxes pgduplex's own apply
-//! and copy on every row, while a row trigger whose `WHEN` clause is false costs
-//! almost nothing; row triggers on a partitioned table are also cloned to every
-//! partition, present and future, so writes straight into a partition are captured
-//! without a new install. Statement triggers are used only for TRUNCATE, which has
-//! no rows.
+//! Which trigger kind, chosen by measurement (`BENCHMARKS.md`, run with
+//! `bench/trigger_overhead/run.sh`):
+//!
+//! * Ordinary tables get statement-level `AFTER` triggers with transition tables,
+//!   one `INSERT ... SELECT` into the delta table per statement. On single-row OLTP
+//!   (pgbench) they cost the same as row triggers; on the application's bulk
+//!   statements they cost 2-3 times less; on pgduplex's own apply and copy, where
+//!   the `WHEN` clause skips them but the transition table is still filled, they
+//!   cost +5-9% against +20-30% for a row trigger skipped by its `WHEN`.
+//!   PostgreSQL allows transition tables only on single-event triggers, hence three
+//!   triggers (insert, update, delete).
+//! * Partitioned tables get one row-level trigger on the root: PostgreSQL clones row
+//!   triggers to every partition, present and future, so writes straight into a
+//!   partition (also one created after install) are captured. Statement triggers on
+//!   the root would see neither.
+//! * TRUNCATE has no rows: a statement trigger on the table and on each partition.
 //!
 //! The no-echo rule sits in the `WHEN` clause: a row is not captured when the
 //! transaction set `pgduplex.applying = 'on'` *and* the session logged in as the
@@ -24,8 +32,14 @@
 
 use crate::ident::{quote_ident, quote_literal, TableName};
 
-/// Name of the row trigger on every replicated table.
+/// Name of the row trigger on a partitioned table (cloned to its partitions).
 pub const CAPTURE_TRIGGER: &str = "pgduplex_capture";
+/// Names of the statement triggers on an ordinary table.
+pub const STATEMENT_TRIGGERS: [&str; 3] = [
+    "pgduplex_capture_insert",
+    "pgduplex_capture_update",
+    "pgduplex_capture_delete",
+];
 /// Name of the TRUNCATE trigger on every replicated table and its partitions.
 pub const TRUNCATE_TRIGGER: &str = "pgduplex_truncate";
 /// The custom setting an apply transaction sets with `SET LOCAL`.
@@ -34,11 +48,39 @@ pub const APPLYING_SETTING: &str = "pgduplex.applying";
 /// upgrade of pgduplex regenerates the capture of every table.
 pub const CAPTURE_VERSION: u32 = 1;
 
+/// How a table's row changes are captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureKind {
+    /// Statement-level triggers with transition tables (ordinary tables).
+    Statement,
+    /// One row-level trigger (partitioned tables; cloned to partitions).
+    Row,
+}
+
+impl CaptureKind {
+    /// The capture triggers of this kind (not the TRUNCATE trigger).
+    pub fn triggers(self) -> Vec<&'static str> {
+        match self {
+            CaptureKind::Statement => STATEMENT_TRIGGERS.to_vec(),
+            CaptureKind::Row => vec![CAPTURE_TRIGGER],
+        }
+    }
+}
+
+/// Every capture trigger name of either kind (install drops them all before
+/// creating the current ones, so a table never ends up captured twice).
+pub fn all_capture_triggers() -> Vec<&'static str> {
+    let mut all = vec![CAPTURE_TRIGGER];
+    all.extend(STATEMENT_TRIGGERS);
+    all
+}
+
 /// Everything needed to generate the capture of one table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptureSpec {
     pub id: i32,
     pub table: TableName,
+    pub kind: CaptureKind,
     /// Key columns with their `format_type()` types (schema-qualified where needed).
     pub key: Vec<(String, String)>,
     /// The role whose apply transactions are not captured.
@@ -113,8 +155,87 @@ impl CaptureSpec {
         )
     }
 
+    /// `"c1", "c2"` of the user's key columns, optionally with a relation prefix.
+    fn key_list(&self, prefix: &str) -> String {
+        self.key
+            .iter()
+            .map(|(n, _)| format!("{prefix}{}", quote_ident(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn delta_columns(&self) -> String {
+        (0..self.key.len())
+            .map(Self::delta_key_column)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The body of the plpgsql capture function.
     pub fn function_body(&self) -> String {
+        match self.kind {
+            CaptureKind::Row => self.row_function_body(),
+            CaptureKind::Statement => self.statement_function_body(),
+        }
+    }
+
+    /// Statement level: one `INSERT ... SELECT` from the transition tables. For
+    /// UPDATE, old and new rows cannot be paired one by one, so keys are matched as
+    /// sets (by their text form, see the module doc): a key in both is 'U', only in
+    /// the old rows 'D' (the key changed away), only in the new rows 'I'.
+    fn statement_function_body(&self) -> String {
+        let delta = self.delta_table().quoted();
+        let cols = self.delta_columns();
+        let n_keys = (0..self.key.len())
+            .map(|i| format!("n.{}", Self::delta_key_column(i)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let aliased = |_: &str| {
+            self.key
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| format!("{} AS {}", quote_ident(n), Self::delta_key_column(i)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let join_on = (0..self.key.len())
+            .map(|i| {
+                let k = Self::delta_key_column(i);
+                format!("n.{k}::pg_catalog.text OPERATOR(pg_catalog.=) o.{k}::pg_catalog.text")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let coalesced = (0..self.key.len())
+            .map(|i| {
+                let k = Self::delta_key_column(i);
+                format!("COALESCE(n.{k}, o.{k})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let k1 = Self::delta_key_column(0);
+        let _ = n_keys;
+        format!(
+            "BEGIN\n\
+             IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN\n    \
+                 INSERT INTO {delta} (op, {cols}) SELECT 'I', {new_keys} FROM pgduplex_new;\n\
+             ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n    \
+                 INSERT INTO {delta} (op, {cols})\n    \
+                 SELECT CASE WHEN o.{k1} IS NULL THEN 'I' WHEN n.{k1} IS NULL THEN 'D' ELSE 'U' END, {coalesced}\n      \
+                 FROM (SELECT {new_aliased} FROM pgduplex_new) n\n      \
+                 FULL JOIN (SELECT {old_aliased} FROM pgduplex_old) o ON {join_on};\n\
+             ELSE\n    \
+                 INSERT INTO {delta} (op, {cols}) SELECT 'D', {old_keys} FROM pgduplex_old;\n\
+             END IF;\n\
+             RETURN NULL;\n\
+             END",
+            new_keys = self.key_list(""),
+            old_keys = self.key_list(""),
+            new_aliased = aliased("n"),
+            old_aliased = aliased("o"),
+        )
+    }
+
+    fn row_function_body(&self) -> String {
         let same_key = self
             .key
             .iter()
@@ -126,8 +247,8 @@ impl CaptureSpec {
             .join(" AND ");
         format!(
             "BEGIN\n\
-             IF TG_OP = 'INSERT' THEN\n    {ins}\n\
-             ELSIF TG_OP = 'UPDATE' THEN\n    \
+             IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN\n    {ins}\n\
+             ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n    \
                  IF {same_key} THEN\n        {upd}\n    \
                  ELSE\n        {moved}\n    END IF;\n\
              ELSE\n    {del}\n\
@@ -157,20 +278,47 @@ impl CaptureSpec {
         )
     }
 
-    /// DROP + CREATE + ENABLE ALWAYS of the row trigger (these take the table lock).
-    pub fn create_capture_trigger(&self) -> Vec<String> {
+    /// DROP of every capture trigger of either kind, then CREATE + ENABLE ALWAYS of
+    /// this kind's (these statements take the table lock).
+    pub fn create_capture_triggers(&self) -> Vec<String> {
         let t = self.table.quoted();
-        let trg = quote_ident(CAPTURE_TRIGGER);
-        vec![
-            format!("DROP TRIGGER IF EXISTS {trg} ON {t}"),
-            format!(
-                "CREATE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW \
-                 WHEN ({when}) EXECUTE FUNCTION {f}()",
-                when = self.when_clause(),
-                f = self.function().quoted()
-            ),
-            format!("ALTER TABLE {t} ENABLE ALWAYS TRIGGER {trg}"),
-        ]
+        let f = self.function().quoted();
+        let when = self.when_clause();
+        let mut out: Vec<String> = all_capture_triggers()
+            .into_iter()
+            .map(|trg| format!("DROP TRIGGER IF EXISTS {} ON {t}", quote_ident(trg)))
+            .collect();
+        let creates: Vec<(&str, String)> = match self.kind {
+            CaptureKind::Row => vec![(
+                CAPTURE_TRIGGER,
+                "AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW".to_string(),
+            )],
+            CaptureKind::Statement => vec![
+                (
+                    STATEMENT_TRIGGERS[0],
+                    "AFTER INSERT ON {t} REFERENCING NEW TABLE AS pgduplex_new FOR EACH STATEMENT".to_string(),
+                ),
+                (
+                    STATEMENT_TRIGGERS[1],
+                    "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS pgduplex_old NEW TABLE AS pgduplex_new \
+                     FOR EACH STATEMENT"
+                        .to_string(),
+                ),
+                (
+                    STATEMENT_TRIGGERS[2],
+                    "AFTER DELETE ON {t} REFERENCING OLD TABLE AS pgduplex_old FOR EACH STATEMENT".to_string(),
+                ),
+            ],
+        };
+        for (name, timing) in creates {
+            let trg = quote_ident(name);
+            out.push(format!(
+                "CREATE TRIGGER {trg} {} WHEN ({when}) EXECUTE FUNCTION {f}()",
+                timing.replace("{t}", &t)
+            ));
+            out.push(format!("ALTER TABLE {t} ENABLE ALWAYS TRIGGER {trg}"));
+        }
+        out
     }
 
     /// DROP + CREATE + ENABLE ALWAYS of the TRUNCATE trigger on `on` (the table or
@@ -194,7 +342,7 @@ impl CaptureSpec {
     /// regenerates the capture.
     pub fn definition_hash(&self) -> String {
         // FNV-1a: stable across Rust versions and platforms, unlike DefaultHasher.
-        let mut text = format!("v{CAPTURE_VERSION}\n{}\n", self.apply_role);
+        let mut text = format!("v{CAPTURE_VERSION}\n{:?}\n{}\n", self.kind, self.apply_role);
         text.push_str(&self.create_delta_table());
         text.push_str(&self.function_body());
         let mut h: u64 = 0xcbf29ce484222325;
@@ -214,6 +362,7 @@ mod tests {
         CaptureSpec {
             id: 7,
             table: TableName::new("My Schema", "we\"ird.table"),
+            kind: CaptureKind::Row,
             key: vec![
                 ("Id".into(), "bigint".into()),
                 ("select".into(), "text".into()),
@@ -225,7 +374,7 @@ mod tests {
     #[test]
     fn names_are_quoted_everywhere() {
         let s = spec();
-        let trg = s.create_capture_trigger().join(";\n");
+        let trg = s.create_capture_triggers().join(";\n");
         assert!(
             trg.contains("ON \"My Schema\".\"we\"\"ird.table\""),
             "{trg}"
@@ -247,6 +396,38 @@ mod tests {
             body.contains("INSERT INTO \"pgduplex\".\"delta_7\" (op, k1, k2) VALUES"),
             "{body}"
         );
+    }
+
+    #[test]
+    fn statement_capture_matches_keys_as_sets() {
+        let mut s = spec();
+        s.kind = CaptureKind::Statement;
+        let body = s.function_body();
+        assert!(
+            body.contains("SELECT 'I', \"Id\", \"select\" FROM pgduplex_new"),
+            "{body}"
+        );
+        assert!(
+            body.contains("FULL JOIN (SELECT \"Id\" AS k1, \"select\" AS k2 FROM pgduplex_old) o"),
+            "{body}"
+        );
+        assert!(
+            body.contains("COALESCE(n.k1, o.k1), COALESCE(n.k2, o.k2)"),
+            "{body}"
+        );
+        let trg = s.create_capture_triggers().join(";\n");
+        assert!(
+            trg.contains("REFERENCING OLD TABLE AS pgduplex_old NEW TABLE AS pgduplex_new"),
+            "{trg}"
+        );
+        assert!(
+            trg.contains("DROP TRIGGER IF EXISTS \"pgduplex_capture\" ON"),
+            "{trg}"
+        );
+        assert_eq!(trg.matches("ENABLE ALWAYS").count(), 3);
+        let mut r = spec();
+        r.kind = CaptureKind::Row;
+        assert_ne!(s.definition_hash(), r.definition_hash());
     }
 
     #[test]

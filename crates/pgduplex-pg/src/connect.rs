@@ -144,7 +144,8 @@ impl Endpoint {
                 client
             }
             None => {
-                let (client, connection) = self.pg.connect(tokio_postgres::NoTls).await.map_err(err)?;
+                let (client, connection) =
+                    self.pg.connect(tokio_postgres::NoTls).await.map_err(err)?;
                 self.drive(connection);
                 client
             }

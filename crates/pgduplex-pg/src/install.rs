@@ -16,8 +16,9 @@
 
 use tokio_postgres::Client;
 
-use crate::capture::{CaptureSpec, CAPTURE_TRIGGER, TRUNCATE_TRIGGER};
+use crate::capture::{CaptureKind, CaptureSpec, CAPTURE_TRIGGER, TRUNCATE_TRIGGER};
 use crate::catalog::Table;
+use crate::catalog::TableKind;
 use crate::ddl::{run_with_lock_retry, LockRetry};
 use crate::ident::{quote_ident, TableName};
 use crate::PgError;
@@ -197,6 +198,11 @@ pub async fn install(
         let spec = CaptureSpec {
             id,
             table: table.name.clone(),
+            kind: if table.kind == TableKind::Partitioned {
+                CaptureKind::Row
+            } else {
+                CaptureKind::Statement
+            },
             key: key_cols,
             apply_role: apply_role.clone(),
         };
@@ -247,7 +253,7 @@ pub async fn install(
         ));
         statements.push(spec.create_function());
         statements.push(spec.revoke_function());
-        statements.extend(spec.create_capture_trigger());
+        statements.extend(spec.create_capture_triggers());
         // Clones of the row trigger on partitions follow the parent's ENABLE ALWAYS
         // from PostgreSQL 15 on; say it explicitly for older servers.
         for p in &table.partitions {
@@ -295,22 +301,37 @@ async fn capture_is_current(
     spec: &CaptureSpec,
     table: &Table,
 ) -> Result<bool, PgError> {
-    let mut rels = vec![table.oid];
-    rels.extend(table.partition_oids.iter().copied());
+    // Row triggers are on the table and (cloned) on every partition; statement
+    // triggers on the table only. TRUNCATE triggers on the table and every partition.
+    let mut with_partitions = vec![table.oid];
+    with_partitions.extend(table.partition_oids.iter().copied());
+    let capture_rels = match spec.kind {
+        CaptureKind::Row => with_partitions.clone(),
+        CaptureKind::Statement => vec![table.oid],
+    };
+    let wanted: Vec<&str> = spec.kind.triggers();
+    let unwanted: Vec<&str> = crate::capture::all_capture_triggers()
+        .into_iter()
+        .filter(|t| !wanted.contains(t))
+        .collect();
     let row = client
         .query_one(
-            "SELECT (SELECT count(*) FROM unnest($1::oid[]) r(oid) WHERE NOT EXISTS \
-                       (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = $2 \
+            "SELECT (SELECT count(*) FROM unnest($1::oid[]) r(oid), unnest($2::text[]) w(name) WHERE NOT EXISTS \
+                       (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = w.name \
                            AND t.tgenabled = 'A' AND t.tgfoid = to_regprocedure($4))) = 0 \
-                AND (SELECT count(*) FROM unnest($1::oid[]) r(oid) WHERE NOT EXISTS \
+                AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = $6 AND t.tgname = ANY($7)) \
+                AND (SELECT count(*) FROM unnest($5::oid[]) r(oid) WHERE NOT EXISTS \
                        (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = $3 \
                            AND t.tgenabled = 'A')) = 0 \
-                AND to_regclass($5) IS NOT NULL",
+                AND to_regclass($8) IS NOT NULL",
             &[
-                &rels,
-                &CAPTURE_TRIGGER,
+                &capture_rels,
+                &wanted,
                 &TRUNCATE_TRIGGER,
                 &format!("{}()", spec.function().quoted()),
+                &with_partitions,
+                &table.oid,
+                &unwanted,
                 &spec.delta_table().quoted(),
             ],
         )
@@ -356,6 +377,8 @@ pub async fn uninstall(
         .collect();
     // A user object depending on ours (other than the triggers we are about to
     // drop) would be dropped by the CASCADE below: refuse before changing anything.
+    let mut ours = crate::capture::all_capture_triggers();
+    ours.push(TRUNCATE_TRIGGER);
     let rows = client
         .query(
             "WITH ours AS ( \
@@ -381,9 +404,9 @@ pub async fn uninstall(
                      WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_type WHERE oid = d.objid) \
                      END, 0) <> 'pgduplex'::regnamespace \
                 AND NOT (d.classid = 'pg_trigger'::regclass AND EXISTS ( \
-                     SELECT 1 FROM pg_trigger t WHERE t.oid = d.objid AND t.tgname IN ($1, $2))) \
+                     SELECT 1 FROM pg_trigger t WHERE t.oid = d.objid AND t.tgname = ANY($1))) \
               ORDER BY 1",
-            &[&CAPTURE_TRIGGER, &TRUNCATE_TRIGGER],
+            &[&ours],
         )
         .await;
     match rows {
