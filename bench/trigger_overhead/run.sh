@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Trigger-overhead benchmark: row-level vs statement-level capture triggers (pgduplex),
-# against no triggers and against Bucardo's real delta triggers.
+# Trigger-overhead benchmark: pgduplex's real capture triggers (installed by the real
+# `pgduplex install`), the row-level prototype, and Bucardo's real delta triggers, against
+# no triggers. The prototypes of the first measurement (row, stmt, row_noset) stay available.
 #
 # Method: one throw-away server; one database per variant, all cloned from one template
 # (same data). Every test runs in "rounds"; a round is the bracketed sequence
@@ -10,9 +11,12 @@
 # "none2" is a second database without triggers: an A/A control (its ratio shows the noise
 # floor and any database-vs-database bias).
 #
-# Usage:  bench/trigger_overhead/run.sh            # full run (26 min on a busy 2-core box, less when idle)
-#         QUICK=1 bench/trigger_overhead/run.sh    # smoke/quick run (~3-4 min)
+# Usage:  bench/trigger_overhead/run.sh            # full run (about 25 min on a busy 2-core box)
+#         QUICK=1 bench/trigger_overhead/run.sh    # smoke/quick run (~4 min)
 #         TESTS="pgbench_c1 bulk_update" bench/trigger_overhead/run.sh
+#         FSYNC=on TESTS="pgbench_c1 pgbench_c4" bench/trigger_overhead/run.sh   # durable commits
+# The pgduplex* variants need the release binary: it is built once into
+# $CARGO_TARGET_DIR (default /work/target-bench) when missing; BUILD=1 rebuilds it.
 # Output: $OUT/raw.csv (every single measurement), $OUT/summary.md, $OUT/ddl_*.sql
 # See RESULTS.md for the method, the metrics (wall and CPU) and the first results.
 set -euo pipefail
@@ -28,9 +32,18 @@ BULK_ROUNDS=${BULK_ROUNDS:-$([ "$QUICK" = 1 ] && echo 2 || echo 3)}
 PAD=${PAD:-0}                           # extra bytes per row of table t (bulk insert/apply/copy)
 WARMUP=${WARMUP:-1}                     # one discarded run per database before pgbench/bulk_update
 TESTS=${TESTS:-"pgbench_c1 pgbench_c4 bulk_update bulk_insert apply_insert apply_copy"}
-PGB_VARIANTS=${PGB_VARIANTS:-"row stmt row_noset bucardo none2"}
-BULK_VARIANTS=${BULK_VARIANTS:-"row stmt row_noset bucardo"}
-APPLY_VARIANTS=${APPLY_VARIANTS:-"row stmt"}
+# Variants: pgduplex (real install), bucardo (real), none2 (A/A control), row (prototype of
+# the design's row-level trigger, for reference where it is cheap to run). Also available:
+# stmt, row_noset (prototypes), pgduplex_empty, pgduplex_noset, pgduplex_emptynoset,
+# pgduplex_emptynotrans, pgduplex_nopk (pgduplex's install altered afterwards to take the
+# per-statement cost apart; see install_pgduplex_* below).
+PGB_VARIANTS=${PGB_VARIANTS:-"pgduplex bucardo none2 row"}
+BULK_VARIANTS=${BULK_VARIANTS:-"pgduplex bucardo none2"}
+APPLY_VARIANTS=${APPLY_VARIANTS:-"pgduplex none2 row"}
+REPO=${REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
+PGDUPLEX_BIN=${PGDUPLEX_BIN:-$CARGO_TARGET_DIR/release/pgduplex}
+BUILD=${BUILD:-0}                       # 1: rebuild the pgduplex binary even if present
 PORT=${PORT:-55432}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 # Durability: fsync=off + synchronous_commit=off (default). This removes commit-flush
@@ -148,6 +161,108 @@ EOF
   grep -q 'CREATE TRIGGER bucardo_delta' "$OUT/ddl_bucardo.sql" || { say "bucardo did not create its triggers"; return 1; }
 }
 
+# pgduplex's real capture, installed by the real binary: `pgduplex --config FILE install`
+# with [left] = the variant's database and [right] = a sibling clone of the same template
+# (install needs the tables on both sides with identical columns). Both URLs log in as
+# postgres over the unix socket, so install records postgres as the apply role, and the
+# apply tests below (run by psql as postgres, with SET LOCAL pgduplex.applying = 'on')
+# really exercise the no-echo WHEN clause.
+build_pgduplex() {
+  if [ "$BUILD" = 1 ] || [ ! -x "$PGDUPLEX_BIN" ]; then
+    say "building pgduplex (release) into $CARGO_TARGET_DIR"
+    (cd "$REPO" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p pgduplex) >>"$LOG" 2>&1 \
+      || { say "FATAL: cargo build of pgduplex failed (see $LOG)"; exit 1; }
+  fi
+  [ -x "$PGDUPLEX_BIN" ] || { say "FATAL: no pgduplex binary at $PGDUPLEX_BIN"; exit 1; }
+  say "pgduplex binary: $PGDUPLEX_BIN ($("$PGDUPLEX_BIN" --version 2>&1)), built $(date -r "$PGDUPLEX_BIN" -Is)"
+}
+install_pgduplex() {
+  local db=$1 peer=${1}_peer cfg=$OUT/pgduplex_$1.toml
+  createdb -T bench_tpl "$peer"
+  cat >"$cfg" <<EOF
+# written by bench/trigger_overhead/run.sh
+[left]
+url = "postgres://postgres@/$db?host=$SOCK&port=$PORT"
+sslmode = "disable"
+
+[right]
+url = "postgres://postgres@/$peer?host=$SOCK&port=$PORT"
+sslmode = "disable"
+EOF
+  local rc=0
+  "$PGDUPLEX_BIN" --config "$cfg" install >>"$LOG" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    say "FATAL: pgduplex install on $db exited with $rc; its output:"
+    tail -30 "$LOG" >&2
+    exit 1
+  fi
+  # what the real install created on the measured side
+  psql -X -At -v ON_ERROR_STOP=1 -d "$db" >"$OUT/ddl_pgduplex.sql" <<'EOF'
+SELECT '-- ' || table_schema || '.' || table_name || ': id ' || id || ', apply_role ' || apply_role FROM pgduplex.replicated_table ORDER BY id;
+SELECT pg_get_triggerdef(t.oid) || ';' FROM pg_trigger t WHERE NOT t.tgisinternal ORDER BY t.tgrelid::regclass::text, t.tgname;
+SELECT 'ALTER TABLE ' || t.tgrelid::regclass || ' ENABLE ALWAYS TRIGGER ' || quote_ident(t.tgname) || ';' FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgenabled = 'A' ORDER BY 1;
+SELECT pg_get_functiondef(p.oid) || ';' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgduplex' ORDER BY p.proname;
+SELECT pg_get_indexdef(i.indexrelid) || ';' FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgduplex' AND c.relname LIKE 'delta\_%' ORDER BY 1;
+EOF
+  verify_pgduplex "$db"
+}
+# Capture works (insert, update, key-changing update, delete give 5 delta rows) and the
+# apply path captures nothing; all inside a transaction that is rolled back.
+verify_pgduplex() {
+  local out
+  out=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" <<'EOF'
+BEGIN;
+SELECT 'pgduplex.delta_' || id AS d FROM pgduplex.replicated_table WHERE table_schema = 'public' AND table_name = 't' \gset
+SELECT apply_role = session_user AS same_role FROM pgduplex.replicated_table WHERE table_name = 't' \gset
+INSERT INTO t VALUES (-1, 1, 'x');
+UPDATE t SET a = 2 WHERE id = -1;
+UPDATE t SET id = -2 WHERE id = -1;
+DELETE FROM t WHERE id = -2;
+SELECT count(*) AS app FROM :d \gset
+SET LOCAL pgduplex.applying = 'on';
+INSERT INTO t VALUES (-3, 1, 'y');
+UPDATE t SET a = 3 WHERE id = -3;
+DELETE FROM t WHERE id = -3;
+SELECT :app || ' ' || count(*) || ' ' || :'same_role' FROM :d;
+ROLLBACK;
+EOF
+  ) || { say "FATAL: verifying pgduplex capture on $1 failed"; exit 1; }
+  [ "$out" = "5 5 t" ] || { say "FATAL: pgduplex capture on $1: expected '5 5 t' (app rows, after apply, apply role = postgres), got '$out'"; exit 1; }
+  say "  $1: capture verified (4 application statements -> 5 delta rows; apply transaction as postgres -> none)"
+}
+# Experiments that take pgduplex's per-statement cost apart: the real install, then one
+# thing changed (never used for the figures of record).
+pgduplex_alter() {   # pgduplex_alter <db> <name> <DO-block body>
+  install_pgduplex "$1"
+  psqlq "$1" -c "DO \$do\$ DECLARE r record; BEGIN $3 END \$do\$"
+  psql -X -At -d "$1" -c "SELECT pg_get_functiondef('pgduplex.capture_1'::regproc)" >"$OUT/ddl_$2_capture_1.sql"
+}
+CAPTURE_FUNCS="FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname = 'pgduplex' AND p.proname ~ '^capture_[0-9]+\$' LOOP"
+EMPTY_BODY="$CAPTURE_FUNCS EXECUTE format('CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql
+  SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L', r.f, 'BEGIN RETURN NULL; END'); END LOOP;"
+NO_SET="$CAPTURE_FUNCS EXECUTE format('ALTER FUNCTION %s RESET search_path', r.f); END LOOP;"
+# same body, same triggers (with transition tables and WHEN), but the function returns at once
+install_pgduplex_empty()      { pgduplex_alter "$1" pgduplex_empty "$EMPTY_BODY"; }
+# the same without the SET search_path clause: empty - emptynoset = cost of the SET clause
+install_pgduplex_emptynoset() { pgduplex_alter "$1" pgduplex_emptynoset "$EMPTY_BODY $NO_SET"; }
+# full body without the SET search_path clause
+install_pgduplex_noset()      { pgduplex_alter "$1" pgduplex_noset "$NO_SET"; }
+# empty function, statement triggers without REFERENCING: empty - emptynotrans = transition tables
+install_pgduplex_emptynotrans() { pgduplex_alter "$1" pgduplex_emptynotrans "$EMPTY_BODY
+  FOR r IN SELECT t.tgname, t.tgrelid::regclass AS rel, pg_get_triggerdef(t.oid) AS def FROM pg_trigger t
+    WHERE t.tgname IN ('pgduplex_capture_insert', 'pgduplex_capture_update', 'pgduplex_capture_delete') LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.rel);
+    EXECUTE regexp_replace(r.def, 'REFERENCING .* FOR EACH STATEMENT', 'FOR EACH STATEMENT');
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.rel, r.tgname);
+  END LOOP;"; }
+# full capture, delta tables without their primary key (seq still filled from the sequence)
+install_pgduplex_nopk() { pgduplex_alter "$1" pgduplex_nopk "
+  FOR r IN SELECT c.conrelid::regclass AS rel, c.conname FROM pg_constraint c JOIN pg_class k ON k.oid = c.conrelid
+    JOIN pg_namespace n ON n.oid = k.relnamespace WHERE n.nspname = 'pgduplex' AND k.relname LIKE 'delta\_%' AND c.contype = 'p' LOOP
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.rel, r.conname);
+  END LOOP;"; }
+
 # Empty every capture table so that each run starts from the same state.
 reset_deltas() {
   psqlq "$1" <<'EOF'
@@ -155,7 +270,7 @@ DO $$
 DECLARE r record;
 BEGIN
   FOR r IN SELECT c.oid::regclass AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind = 'r' AND ((n.nspname = 'pgduplex')
+           WHERE c.relkind = 'r' AND ((n.nspname = 'pgduplex' AND c.relname ~ '^(delta_[0-9]+|truncate_log)$')
               OR (n.nspname = 'bucardo' AND c.relname ~ '^(delta|track|stage)_'))
   LOOP EXECUTE 'TRUNCATE ' || r.t; END LOOP;
 END $$;
@@ -224,7 +339,9 @@ COMMIT;" <"$WORK/t.copy"
 }
 check_no_echo() {          # the apply paths must leave no deltas behind
   local n
-  n=$(psql -X -At -d "$1" -c "SELECT coalesce(sum(n),0) FROM (SELECT count(*) n FROM pgduplex.delta_5) s" 2>/dev/null || echo 0)
+  n=$(psql -X -At -d "$1" -c "SELECT coalesce(sum((xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', c.oid::regclass), false, true, '')))[1]::text::bigint), 0)
+    FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+    WHERE s.nspname = 'pgduplex' AND c.relkind = 'r' AND c.relname ~ '^delta_[0-9]+\$'" 2>/dev/null || echo 0)
   [ "$n" = 0 ] || say "WARNING: $1 captured $n rows in an apply transaction (echo!)"
 }
 
@@ -263,10 +380,15 @@ run_test() {   # run_test <test> <rounds> <variants...>
   echo "SCALE=$SCALE ROUNDS=$ROUNDS TX_C1=$TX_C1 TX_C4=$TX_C4 BULK_ROWS=$BULK_ROWS BULK_ROUNDS=$BULK_ROUNDS PAD=$PAD WARMUP=$WARMUP FSYNC=$FSYNC QUICK=$QUICK"
 } >"$OUT/params.txt"
 echo "test,round,seq,variant,value" >"$RAW"
+ALL_VARIANTS=$(echo none $PGB_VARIANTS $BULK_VARIANTS $APPLY_VARIANTS | tr ' ' '\n' | awk '!s[$0]++' | tr '\n' ' ')
+case " $ALL_VARIANTS" in *" pgduplex"*)
+  build_pgduplex
+  echo "pgduplex=$PGDUPLEX_BIN ($("$PGDUPLEX_BIN" --version 2>&1)) commit=$(git -C "$REPO" rev-parse --short HEAD) uncommitted:[$(git -C "$REPO" diff --name-only HEAD -- crates sql 2>/dev/null | tr '\n' ' ')]" >>"$OUT/params.txt" ;;
+esac
+echo "variants: pgbench=[$PGB_VARIANTS] bulk=[$BULK_VARIANTS] apply=[$APPLY_VARIANTS] tests=[$TESTS]" >>"$OUT/params.txt"
 start_server
 say "building template (scale $SCALE)"
 make_template
-ALL_VARIANTS=$(echo none $PGB_VARIANTS $BULK_VARIANTS $APPLY_VARIANTS | tr ' ' '\n' | awk '!s[$0]++' | tr '\n' ' ')
 for v in $ALL_VARIANTS; do
   createdb -T bench_tpl "bench_$v"
   say "install capture: $v"

@@ -41,6 +41,7 @@ def main(paths):
 
     raw = defaultdict(list)
     ratios = defaultdict(list)
+    by_round = defaultdict(dict)  # (test, variant) -> {(file, round): ratio}
     for (fi, test, rnd), rows in runs.items():
         rows.sort()
         for i, (seq, v, val) in enumerate(rows):
@@ -52,6 +53,7 @@ def main(paths):
             ref = before + after
             if ref:
                 ratios[(test, v)].append(val / st.mean(ref))
+                by_round[(test, v)][(fi, rnd)] = val / st.mean(ref)
 
     out = []
     for test, variants in tests.items():
@@ -76,7 +78,33 @@ def main(paths):
             else:
                 line += " 1 | | | |"
             out.append(line)
+    # Head to head: in every round where both variants ran, (ratio of a) / (ratio of b),
+    # each against its own bracketing "none" runs. For TPS above 1 means a is faster; for
+    # CPU and time below 1 means a is cheaper.
+    pairs = [tuple(p.split(":")) for p in PAIRS]
+    head = []
+    for test in tests:
+        tps = test.startswith("pgbench") and not test.endswith("_cpu")
+        for a, b in pairs:
+            ra, rb = by_round.get((test, a), {}), by_round.get((test, b), {})
+            common = sorted(set(ra) & set(rb))
+            if not common:
+                continue
+            rs = [ra[k] / rb[k] for k in common]
+            better = sum(1 for r in rs if (r > 1 if tps else r < 1))
+            head.append(f"| {test} | {a} / {b} | {len(rs)} | {st.median(rs):.3f} | {min(rs):.3f}–{max(rs):.3f} |"
+                        f" {q(rs, .25):.3f}–{q(rs, .75):.3f} | {better}/{len(rs)} |")
+    if head:
+        out.append("\n### head to head (per round: ratio of a / ratio of b; TPS: >1 = a faster; CPU/time: <1 = a cheaper)\n")
+        out.append("| test | a / b | rounds | median | min–max | IQR | rounds a better |")
+        out.append("|---|---|---|---|---|---|---|")
+        out.extend(head)
     print("\n".join(out))
+
+
+PAIRS = ["pgduplex:bucardo", "pgduplex:row", "pgduplex:stmt", "pgduplex_empty:pgduplex_emptynotrans",
+         "pgduplex_emptynoset:pgduplex_empty", "pgduplex_noset:pgduplex", "pgduplex_nopk:pgduplex",
+         "pgduplex_empty:pgduplex"]
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ pub async fn analyse(config: &Config) -> Result<Analysis, EngineError> {
                     can_use_replica_role: Some(state.can_use_replica_role),
                     installed: state.catalog.schema_exists,
                 });
-                side_findings(&state, &mut findings);
+                side_findings(side, &state.catalog, &mut findings);
                 capture_findings(&state, &mut findings);
                 partition_findings(&state, &mut findings);
                 states.push(Some(state));
@@ -284,9 +284,8 @@ fn connection_finding(side: Side, err: &EngineError) -> Finding {
     }
 }
 
-fn side_findings(state: &SideState, findings: &mut Vec<Finding>) {
-    let c = &state.catalog;
-    let side = Some(state.side);
+fn side_findings(side: Side, c: &Catalog, findings: &mut Vec<Finding>) {
+    let side = Some(side);
     if c.server_version_num < MIN_SERVER_VERSION {
         findings.push(Finding {
             severity: Severity::Error,
@@ -641,5 +640,66 @@ fn apply_findings(
             )),
             apply_only: true,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(version: i32, can_create: bool, schema_exists: bool) -> Catalog {
+        Catalog {
+            server_version_num: version,
+            server_version: format!("{}.0", version / 10000),
+            current_user: "app".into(),
+            database: "shop".into(),
+            can_create_schema: can_create,
+            schema_exists,
+            tables: Vec::new(),
+            foreign_keys: Vec::new(),
+            sequences: Vec::new(),
+            capture_triggers_not_always: Vec::new(),
+            partitions_without_truncate_capture: Vec::new(),
+        }
+    }
+
+    // The test servers are all one version; the version rule is checked here on a
+    // catalog as `catalog::load` returns it.
+    #[test]
+    fn too_old_a_server_is_an_error_with_the_minimum() {
+        let mut findings = Vec::new();
+        side_findings(Side::Right, &catalog(120011, true, false), &mut findings);
+        assert_eq!(findings.len(), 1);
+        let f = &findings[0];
+        assert_eq!(f.severity, Severity::Error);
+        assert_eq!(f.side, Some(Side::Right));
+        assert!(
+            f.problem
+                .contains("PostgreSQL 12.0 is too old: pgduplex needs 13 or newer"),
+            "{}",
+            f.problem
+        );
+        let mut findings = Vec::new();
+        side_findings(
+            Side::Left,
+            &catalog(MIN_SERVER_VERSION, true, false),
+            &mut findings,
+        );
+        assert!(findings.is_empty());
+    }
+
+    #[test]
+    fn creating_the_schema_needs_create_on_the_database_unless_it_exists() {
+        let mut findings = Vec::new();
+        side_findings(Side::Left, &catalog(150000, false, false), &mut findings);
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("GRANT CREATE ON DATABASE \"shop\" TO \"app\";"));
+        let mut findings = Vec::new();
+        side_findings(Side::Left, &catalog(150000, false, true), &mut findings);
+        assert!(findings.is_empty());
     }
 }
