@@ -10,7 +10,9 @@ use serde_json::json;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::support::{clear_deltas, d, deltas, pgduplex_async, sorted, truncates, ConfigFile};
+use crate::support::{
+    clear_deltas, d, deltas, pgduplex_async, replicated_tables, sorted, truncates, ConfigFile,
+};
 
 /// Creates `ddl` on both sides, installs with the binary, and returns a superuser
 /// client of the left side.
@@ -32,20 +34,6 @@ async fn delta_table(client: &Client, schema: &str, table: &str) -> String {
         .expect("table is recorded as replicated")
         .get(0);
     format!("pgduplex.delta_{id}")
-}
-
-/// The tables recorded in `pgduplex.replicated_table`, as `schema.table`.
-async fn replicated_tables(client: &Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT table_schema || '.' || table_name FROM pgduplex.replicated_table ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("read replicated_table")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// The total number of delta rows of every table plus truncate log rows.

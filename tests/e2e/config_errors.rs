@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use pgduplex_testkit::{unique_name, TestDb, TestPair};
 
 use crate::support::{
-    all_user_rows, pgduplex_async, pgduplex_objects, toml_string, ConfigFile, Run,
+    all_user_rows, pgduplex_async, pgduplex_objects, replicated_tables, toml_string, ConfigFile,
+    Run,
 };
 
 /// Runs the binary with full control over its environment: `config` as `--config`
@@ -353,21 +354,6 @@ async fn closed_port_fails_fast_with_what_to_fix() {
     assert_untouched(&pair, &before, "install with a closed port").await;
 }
 
-async fn replicated_tables(db: &TestDb) -> Vec<String> {
-    db.client()
-        .await
-        .expect("connect")
-        .query(
-            "SELECT table_schema || '.' || table_name FROM pgduplex.replicated_table ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("read replicated_table")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 #[tokio::test]
 async fn table_without_key_is_left_out_and_the_rest_goes_ahead() {
     let pair = TestPair::new().await;
@@ -401,7 +387,7 @@ async fn table_without_key_is_left_out_and_the_rest_goes_ahead() {
     );
     for db in [&pair.left, &pair.right] {
         assert_eq!(
-            replicated_tables(db).await,
+            replicated_tables(&db.client().await.expect("connect")).await,
             vec!["public.orders".to_string()],
             "{db:?}"
         );

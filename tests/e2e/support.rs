@@ -256,3 +256,17 @@ pub fn sorted(mut v: Vec<Delta>) -> Vec<Delta> {
     v.sort_by_key(|d| (d.key.to_string(), d.op.clone()));
     v
 }
+
+/// The tables recorded in `pgduplex.replicated_table`, as `schema.table`.
+pub async fn replicated_tables(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT table_schema || '.' || table_name FROM pgduplex.replicated_table ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("read replicated_table")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
