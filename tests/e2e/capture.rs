@@ -938,3 +938,71 @@ async fn key_types_are_recorded_with_their_values() {
         ]
     );
 }
+
+/// Statement-level capture sees every statement that writes rows: an upsert (its
+/// insert and its update part), MERGE, a writable CTE, and rows removed by an
+/// `ON DELETE CASCADE` (the cascade runs as a statement of its own on the child).
+#[tokio::test(flavor = "multi_thread")]
+async fn upsert_merge_cte_and_cascades_are_captured() {
+    let pair = TestPair::new().await;
+    let left = install_with(
+        &pair,
+        "CREATE SCHEMA app;
+         CREATE TABLE app.t (id int PRIMARY KEY, v text);
+         CREATE TABLE app.par (id int PRIMARY KEY);
+         CREATE TABLE app.ch (id int PRIMARY KEY, p int REFERENCES app.par (id) ON DELETE CASCADE);",
+    )
+    .await;
+    left.batch_execute("INSERT INTO app.t VALUES (1, 'a')")
+        .await
+        .unwrap();
+    clear_deltas(&left).await;
+    left.batch_execute(
+        "INSERT INTO app.t VALUES (1, 'b'), (2, 'c') ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(deltas(&left, "app", "t").await),
+        sorted(vec![d("U", json!({"id": 1})), d("I", json!({"id": 2}))])
+    );
+    clear_deltas(&left).await;
+    left.batch_execute(
+        "MERGE INTO app.t t USING (VALUES (2, 'm'), (5, 'n')) s(id, v) ON t.id = s.id
+           WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(deltas(&left, "app", "t").await),
+        sorted(vec![d("U", json!({"id": 2})), d("I", json!({"id": 5}))])
+    );
+    clear_deltas(&left).await;
+    left.batch_execute(
+        "WITH gone AS (DELETE FROM app.t WHERE id = 5 RETURNING id)
+         INSERT INTO app.t SELECT id + 100, 'moved' FROM gone",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(deltas(&left, "app", "t").await),
+        sorted(vec![d("D", json!({"id": 5})), d("I", json!({"id": 105}))])
+    );
+    left.batch_execute(
+        "INSERT INTO app.par VALUES (1), (2); INSERT INTO app.ch VALUES (10, 1), (11, 1), (12, 2);",
+    )
+    .await
+    .unwrap();
+    clear_deltas(&left).await;
+    left.batch_execute("DELETE FROM app.par WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        deltas(&left, "app", "par").await,
+        vec![d("D", json!({"id": 1}))]
+    );
+    assert_eq!(
+        sorted(deltas(&left, "app", "ch").await),
+        sorted(vec![d("D", json!({"id": 10})), d("D", json!({"id": 11}))])
+    );
+}
