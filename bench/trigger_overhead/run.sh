@@ -29,14 +29,15 @@ TX_C1=${TX_C1:-$([ "$QUICK" = 1 ] && echo 2000 || echo 7000)}      # -t for -c 1
 TX_C4=${TX_C4:-$([ "$QUICK" = 1 ] && echo 700 || echo 2500)}       # -t per client for -c 4 -j 2
 BULK_ROWS=${BULK_ROWS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 1000000)}
 BULK_ROUNDS=${BULK_ROUNDS:-$([ "$QUICK" = 1 ] && echo 2 || echo 3)}
+MICRO_N=${MICRO_N:-20000}               # statements per micro_* run
 PAD=${PAD:-0}                           # extra bytes per row of table t (bulk insert/apply/copy)
 WARMUP=${WARMUP:-1}                     # one discarded run per database before pgbench/bulk_update
 TESTS=${TESTS:-"pgbench_c1 pgbench_c4 bulk_update bulk_insert apply_insert apply_copy"}
 # Variants: pgduplex (real install), bucardo (real), none2 (A/A control), row (prototype of
 # the design's row-level trigger, for reference where it is cheap to run). Also available:
 # stmt, row_noset (prototypes), pgduplex_empty, pgduplex_noset, pgduplex_emptynoset,
-# pgduplex_emptynotrans, pgduplex_nopk (pgduplex's install altered afterwards to take the
-# per-statement cost apart; see install_pgduplex_* below).
+# pgduplex_emptynotrans, pgduplex_nopk, pgduplex_updnojoin, pgduplex_nowhen (pgduplex's
+# install altered afterwards to take the per-statement cost apart; see install_pgduplex_*).
 PGB_VARIANTS=${PGB_VARIANTS:-"pgduplex bucardo none2 row"}
 BULK_VARIANTS=${BULK_VARIANTS:-"pgduplex bucardo none2"}
 APPLY_VARIANTS=${APPLY_VARIANTS:-"pgduplex none2 row"}
@@ -256,6 +257,26 @@ install_pgduplex_emptynotrans() { pgduplex_alter "$1" pgduplex_emptynotrans "$EM
     EXECUTE regexp_replace(r.def, 'REFERENCING .* FOR EACH STATEMENT', 'FOR EACH STATEMENT');
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.rel, r.tgname);
   END LOOP;"; }
+# UPDATE captured as 'U' from the new rows only (no FULL JOIN of old and new keys): what
+# the key-set matching costs. Not a correct capture of key changes; a measurement only.
+install_pgduplex_updnojoin() { pgduplex_alter "$1" pgduplex_updnojoin "
+  FOR r IN SELECT p.oid::regprocedure AS f, p.prosrc AS src FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'pgduplex' AND p.proname ~ '^capture_[0-9]+\$' LOOP
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+      r.f, split_part(r.src, 'ELSIF', 1) || 'ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
+        || replace(substring(split_part(r.src, 'ELSIF', 1) from 'THEN\s+(INSERT INTO [^;]*;)'), 'SELECT ''I''', 'SELECT ''U''')
+        || E'\nELSE' || substring(r.src from '\nELSE(.*)\$'));
+  END LOOP;"; }
+# the same statement triggers without their WHEN clause (PostgreSQL prepares a trigger's WHEN
+# expression once per statement): what the no-echo WHEN costs per statement. Measurement only:
+# without WHEN the apply would be captured.
+install_pgduplex_nowhen() { pgduplex_alter "$1" pgduplex_nowhen "
+  FOR r IN SELECT t.tgname, t.tgrelid::regclass AS rel, pg_get_triggerdef(t.oid) AS def FROM pg_trigger t
+    WHERE t.tgname IN ('pgduplex_capture_insert', 'pgduplex_capture_update', 'pgduplex_capture_delete') LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.rel);
+    EXECUTE regexp_replace(r.def, ' WHEN \(.*\) EXECUTE FUNCTION ', ' EXECUTE FUNCTION ');
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.rel, r.tgname);
+  END LOOP;"; }
 # full capture, delta tables without their primary key (seq still filled from the sequence)
 install_pgduplex_nopk() { pgduplex_alter "$1" pgduplex_nopk "
   FOR r IN SELECT c.conrelid::regclass AS rel, c.conname FROM pg_constraint c JOIN pg_class k ON k.oid = c.conrelid
@@ -337,6 +358,22 @@ measure_apply_copy() {     # pgduplex's copy path: COPY FROM STDIN inside an app
 \copy t FROM pstdin
 COMMIT;" <"$WORK/t.copy"
 }
+# Per-statement cost, measured inside one backend (no client, no network): MICRO_N
+# single-row statements in a plpgsql loop, one transaction; each fires the statement
+# triggers once. (ms per run) * 1000 / MICRO_N = µs per statement.
+measure_micro_update() {
+  reset_deltas "$1"
+  psqlq "$1" -c "VACUUM pgbench_accounts"
+  # a different row each time: repeated updates of one row in one transaction would make
+  # ever longer version chains and measure those instead
+  timed "$1" "DO \$\$ BEGIN FOR i IN 1..$MICRO_N LOOP UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = i; END LOOP; END \$\$;"
+}
+measure_micro_insert() {
+  reset_deltas "$1"
+  psqlq "$1" -c "TRUNCATE pgbench_history"
+  reset_deltas "$1"
+  timed "$1" "DO \$\$ BEGIN FOR i IN 1..$MICRO_N LOOP INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, i, 1, now()); END LOOP; END \$\$;"
+}
 check_no_echo() {          # the apply paths must leave no deltas behind
   local n
   n=$(psql -X -At -d "$1" -c "SELECT coalesce(sum((xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', c.oid::regclass), false, true, '')))[1]::text::bigint), 0)
@@ -354,7 +391,7 @@ run_test() {   # run_test <test> <rounds> <variants...>
   local test=$1 rounds=$2; shift 2
   local vs=("$@") k=${#@} r i v val
   say "test $test: $rounds rounds, variants: ${vs[*]}"
-  case $test in pgbench_*|bulk_update)   # warm-up: once per database, recorded as round 0
+  case $test in pgbench_*|bulk_update|micro_*)   # warm-up: once per database, recorded as round 0
     if [ "$WARMUP" = 1 ]; then
       for v in none "${vs[@]}"; do record "$test" 0 0 "$v" "$("measure_$test" "bench_$v")"; done
       say "  warm-up done"
@@ -377,7 +414,7 @@ run_test() {   # run_test <test> <rounds> <variants...>
 {
   echo "# trigger_overhead run $(date -Is)"
   echo "nproc=$(nproc) mem=$(free -g | awk '/Mem:/{print $2}')GB"
-  echo "SCALE=$SCALE ROUNDS=$ROUNDS TX_C1=$TX_C1 TX_C4=$TX_C4 BULK_ROWS=$BULK_ROWS BULK_ROUNDS=$BULK_ROUNDS PAD=$PAD WARMUP=$WARMUP FSYNC=$FSYNC QUICK=$QUICK"
+  echo "SCALE=$SCALE ROUNDS=$ROUNDS TX_C1=$TX_C1 TX_C4=$TX_C4 BULK_ROWS=$BULK_ROWS BULK_ROUNDS=$BULK_ROUNDS MICRO_N=$MICRO_N PAD=$PAD WARMUP=$WARMUP FSYNC=$FSYNC QUICK=$QUICK"
 } >"$OUT/params.txt"
 echo "test,round,seq,variant,value" >"$RAW"
 ALL_VARIANTS=$(echo none $PGB_VARIANTS $BULK_VARIANTS $APPLY_VARIANTS | tr ' ' '\n' | awk '!s[$0]++' | tr '\n' ' ')
@@ -402,6 +439,7 @@ for test in $TESTS; do
     pgbench_*) run_test "$test" "$ROUNDS" $PGB_VARIANTS ;;
     bulk_*)    run_test "$test" "$BULK_ROUNDS" $BULK_VARIANTS ;;
     apply_*)   run_test "$test" "$BULK_ROUNDS" $APPLY_VARIANTS ;;
+    micro_*)   run_test "$test" "$ROUNDS" $PGB_VARIANTS ;;
   esac
 done
 

@@ -104,7 +104,7 @@ def main(paths):
 
 PAIRS = ["pgduplex:bucardo", "pgduplex:row", "pgduplex:stmt", "pgduplex_empty:pgduplex_emptynotrans",
          "pgduplex_emptynoset:pgduplex_empty", "pgduplex_noset:pgduplex", "pgduplex_nopk:pgduplex",
-         "pgduplex_empty:pgduplex"]
+         "pgduplex_empty:pgduplex", "pgduplex_updnojoin:pgduplex", "pgduplex_nowhen:pgduplex"]
 
 
 if __name__ == "__main__":
