@@ -36,10 +36,6 @@ impl ConfigFile {
             toml_string(right)
         ))
     }
-
-    pub fn load(&self) -> pgduplex_config::Config {
-        pgduplex_config::Config::load(&self.path).expect("valid config")
-    }
 }
 
 /// A TOML basic string.
@@ -147,11 +143,6 @@ pub async fn deltas(client: &Client, schema: &str, table: &str) -> Vec<Delta> {
             }
         })
         .collect()
-}
-
-/// Number of delta rows for `schema.table`.
-pub async fn delta_count(client: &Client, schema: &str, table: &str) -> i64 {
-    deltas(client, schema, table).await.len() as i64
 }
 
 /// Empties every delta table and the truncate log (between steps of a test).

@@ -49,24 +49,16 @@ pub async fn open_side(side: Side, endpoint: Endpoint) -> Result<SideState, Engi
 /// rolled back: the only exact test (superuser, or PostgreSQL 15's
 /// `GRANT SET ON PARAMETER`, or a managed service's own rules).
 async fn probe_replica_role(client: &Client) -> Result<bool, PgError> {
-    client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(|source| PgError::Query {
-            context: "probing session_replication_role",
-            source,
-        })?;
+    let err = |source| PgError::Query {
+        context: "probing session_replication_role",
+        source,
+    };
+    client.batch_execute("BEGIN").await.map_err(err)?;
     let ok = client
         .batch_execute("SET LOCAL session_replication_role = replica")
         .await
         .is_ok();
-    client
-        .batch_execute("ROLLBACK")
-        .await
-        .map_err(|source| PgError::Query {
-            context: "probing session_replication_role",
-            source,
-        })?;
+    client.batch_execute("ROLLBACK").await.map_err(err)?;
     Ok(ok)
 }
 

@@ -149,26 +149,15 @@ impl CaptureSpec {
     }
 
     fn insert(&self, rows: &[(&str, &str)]) -> String {
-        let cols = (0..self.key.len())
-            .map(Self::delta_key_column)
-            .collect::<Vec<_>>()
-            .join(", ");
         let values = rows
             .iter()
-            .map(|(op, rec)| {
-                let vals = self
-                    .key
-                    .iter()
-                    .map(|(n, _)| format!("{rec}.{}", quote_ident(n)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("('{op}', {vals})")
-            })
+            .map(|(op, rec)| format!("('{op}', {})", self.key_list(&format!("{rec}."))))
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "INSERT INTO {} (op, {cols}) VALUES {values};",
-            self.delta_table().quoted()
+            "INSERT INTO {} (op, {}) VALUES {values};",
+            self.delta_table().quoted(),
+            self.delta_columns()
         )
     }
 
@@ -203,18 +192,14 @@ impl CaptureSpec {
     fn statement_function_body(&self) -> String {
         let delta = self.delta_table().quoted();
         let cols = self.delta_columns();
-        let n_keys = (0..self.key.len())
-            .map(|i| format!("n.{}", Self::delta_key_column(i)))
+        // The key columns renamed to the delta table's k1..kn, for the join.
+        let aliased = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| format!("{} AS {}", quote_ident(n), Self::delta_key_column(i)))
             .collect::<Vec<_>>()
             .join(", ");
-        let aliased = |_: &str| {
-            self.key
-                .iter()
-                .enumerate()
-                .map(|(i, (n, _))| format!("{} AS {}", quote_ident(n), Self::delta_key_column(i)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let join_on = (0..self.key.len())
             .map(|i| {
                 let k = Self::delta_key_column(i);
@@ -230,27 +215,23 @@ impl CaptureSpec {
             .collect::<Vec<_>>()
             .join(", ");
         let k1 = Self::delta_key_column(0);
-        let _ = n_keys;
+        let keys = self.key_list("");
         format!(
             "BEGIN\n\
              IF {applying} THEN\n    RETURN NULL;\nEND IF;\n\
              IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN\n    \
-                 INSERT INTO {delta} (op, {cols}) SELECT 'I', {new_keys} FROM pgduplex_new;\n\
+                 INSERT INTO {delta} (op, {cols}) SELECT 'I', {keys} FROM pgduplex_new;\n\
              ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n    \
                  INSERT INTO {delta} (op, {cols})\n    \
                  SELECT CASE WHEN o.{k1} IS NULL THEN 'I' WHEN n.{k1} IS NULL THEN 'D' ELSE 'U' END, {coalesced}\n      \
-                 FROM (SELECT {new_aliased} FROM pgduplex_new) n\n      \
-                 FULL JOIN (SELECT {old_aliased} FROM pgduplex_old) o ON {join_on};\n\
+                 FROM (SELECT {aliased} FROM pgduplex_new) n\n      \
+                 FULL JOIN (SELECT {aliased} FROM pgduplex_old) o ON {join_on};\n\
              ELSE\n    \
-                 INSERT INTO {delta} (op, {cols}) SELECT 'D', {old_keys} FROM pgduplex_old;\n\
+                 INSERT INTO {delta} (op, {cols}) SELECT 'D', {keys} FROM pgduplex_old;\n\
              END IF;\n\
              RETURN NULL;\n\
              END",
             applying = self.applying_condition(),
-            new_keys = self.key_list(""),
-            old_keys = self.key_list(""),
-            new_aliased = aliased("n"),
-            old_aliased = aliased("o"),
         )
     }
 

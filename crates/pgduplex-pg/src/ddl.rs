@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::PgError;
@@ -69,19 +70,27 @@ pub fn is_lock_conflict(err: &tokio_postgres::Error) -> bool {
     )
 }
 
-/// Runs `statements` as one transaction with a short `lock_timeout`, retrying the
-/// whole transaction on lock conflicts with backoff. `what` names the object for
-/// the log and the final error.
+/// A statement with bind parameters, run last in a DDL transaction (the record of
+/// what was installed: its values are parameters, never spliced into the SQL).
+pub struct Bound<'a> {
+    pub sql: &'a str,
+    pub params: &'a [&'a (dyn ToSql + Sync)],
+}
+
+/// Runs `statements`, then `record` if given, as one transaction with a short
+/// `lock_timeout`, retrying the whole transaction on lock conflicts with backoff.
+/// `what` names the object for the log and the final error.
 pub async fn run_with_lock_retry(
     client: &mut Client,
     retry: &LockRetry,
     what: &str,
     statements: &[String],
+    record: Option<&Bound<'_>>,
 ) -> Result<(), PgError> {
     let mut n = 0;
     loop {
         n += 1;
-        match try_once(client, retry, statements).await {
+        match try_once(client, retry, statements, record).await {
             Ok(()) => return Ok(()),
             Err(err) if is_lock_conflict(&err) && n < retry.max_attempts => {
                 let wait = retry.backoff(n);
@@ -115,6 +124,7 @@ async fn try_once(
     client: &mut Client,
     retry: &LockRetry,
     statements: &[String],
+    record: Option<&Bound<'_>>,
 ) -> Result<(), tokio_postgres::Error> {
     // Dropping an uncommitted Transaction rolls it back, so an error leaves the
     // session clean for the next attempt.
@@ -122,6 +132,9 @@ async fn try_once(
     tx.batch_execute(&retry.set_local_sql()).await?;
     for sql in statements {
         tx.batch_execute(sql).await?;
+    }
+    if let Some(r) = record {
+        tx.execute(r.sql, r.params).await?;
     }
     tx.commit().await
 }

@@ -19,7 +19,7 @@ use tokio_postgres::Client;
 use crate::capture::{CaptureKind, CaptureSpec, CAPTURE_TRIGGER, TRUNCATE_TRIGGER};
 use crate::catalog::Table;
 use crate::catalog::TableKind;
-use crate::ddl::{run_with_lock_retry, LockRetry};
+use crate::ddl::{run_with_lock_retry, Bound, LockRetry};
 use crate::ident::{quote_ident, TableName};
 use crate::PgError;
 
@@ -267,16 +267,21 @@ pub async fn install(
         for p in &table.partitions {
             statements.extend(spec.create_truncate_trigger(p));
         }
-        statements.push(format!(
-            "UPDATE pgduplex.replicated_table SET definition_hash = {}, key_columns = {}, key_types = {}, \
-             apply_role = {}, sync = {}, installed_at = pg_catalog.now() WHERE id = {id}",
-            crate::quote_literal(&hash),
-            text_array(spec.key.iter().map(|(n, _)| n.as_str())),
-            text_array(spec.key.iter().map(|(_, t)| t.as_str())),
-            crate::quote_literal(&apply_role),
-            crate::quote_literal(sync),
-        ));
-        run_with_lock_retry(client, retry, &format!("table {}", table.name), &statements).await?;
+        let names: Vec<&str> = spec.key.iter().map(|(n, _)| n.as_str()).collect();
+        let types: Vec<&str> = spec.key.iter().map(|(_, t)| t.as_str()).collect();
+        let record = Bound {
+            sql: "UPDATE pgduplex.replicated_table SET definition_hash = $1, key_columns = $2, key_types = $3, \
+                  apply_role = $4, sync = $5, installed_at = pg_catalog.now() WHERE id = $6",
+            params: &[&hash, &names, &types, &apply_role, &sync, &id],
+        };
+        run_with_lock_retry(
+            client,
+            retry,
+            &format!("table {}", table.name),
+            &statements,
+            Some(&record),
+        )
+        .await?;
         tracing::info!(table = %table.name, "capture installed");
         outcome.installed.push(table.name.clone());
     }
@@ -286,12 +291,6 @@ pub async fn install(
         }
     }
     Ok(outcome)
-}
-
-/// `ARRAY['a', 'b']::text[]` with every element quoted as a literal.
-fn text_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let parts: Vec<String> = items.map(crate::quote_literal).collect();
-    format!("ARRAY[{}]::pg_catalog.text[]", parts.join(", "))
 }
 
 /// True when the table's triggers, function and delta table are all in place and
@@ -438,6 +437,7 @@ pub async fn uninstall(
             retry,
             &format!("trigger {trigger} on {table}"),
             &[sql],
+            None,
         )
         .await?;
         outcome.triggers_dropped += 1;
@@ -456,6 +456,7 @@ pub async fn uninstall(
             retry,
             "schema pgduplex",
             &["DROP SCHEMA pgduplex CASCADE".to_string()],
+            None,
         )
         .await?;
         outcome.schema_dropped = true;
