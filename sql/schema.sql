@@ -1,4 +1,4 @@
--- pgduplex: the objects installed once per database (schema version 1).
+-- pgduplex: the objects installed once per database (schema version 2).
 --
 -- Everything pgduplex creates lives in schema "pgduplex", except the capture
 -- triggers, which must sit on the user's tables. `uninstall` drops those triggers and
@@ -68,5 +68,53 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION pgduplex.capture_truncate() FROM PUBLIC;
 
-INSERT INTO pgduplex.meta (key, value) VALUES ('schema_version', '1')
+-- Version 2: the daemon's bookkeeping.
+
+-- The single writer. The daemon holds an advisory lock for its sync on both sides and,
+-- when it takes over, moves `epoch` on; every apply transaction reads this row
+-- (FOR SHARE, so a takeover waits for it) and gives up when the epoch is not its own.
+-- A daemon whose lock vanished with a server restart therefore cannot commit.
+CREATE TABLE IF NOT EXISTS pgduplex.lease (
+    sync        text        PRIMARY KEY,
+    owner       text        NOT NULL,
+    epoch       bigint      NOT NULL,
+    acquired_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The ledger: an apply transaction on this database records the other side's delta
+-- rows (their seq numbers, unique on that side) it has applied. The source deletes
+-- them only after this commit; a daemon killed in between finds them here at start
+-- and deletes them then, instead of replaying them over newer changes.
+CREATE TABLE IF NOT EXISTS pgduplex.applied (
+    sync       text        NOT NULL,
+    source     text        NOT NULL,
+    batch      bigint      NOT NULL,
+    seqs       bigint[]    NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (sync, source, batch)
+);
+
+-- Every conflict, with both sides' rows (NULL where the row was absent), written on
+-- both databases in the apply transactions that resolve it.
+CREATE TABLE IF NOT EXISTS pgduplex.conflicts (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sync         text        NOT NULL,
+    table_schema text        NOT NULL,
+    table_name   text        NOT NULL,
+    -- The key as a JSON array of the key columns' values (text form).
+    key          jsonb,
+    -- 'row' (both sides changed the key), 'truncate' (a TRUNCATE against pending
+    -- changes), 'foreign_key' (a row referencing a row the other side removed).
+    kind         text        NOT NULL,
+    left_row     jsonb,
+    right_row    jsonb,
+    left_changed_at  timestamptz,
+    right_changed_at timestamptz,
+    policy       text        NOT NULL,
+    -- 'left', 'right' or 'none' (policy ignore: neither side was overwritten).
+    winner       text        NOT NULL,
+    detected_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+INSERT INTO pgduplex.meta (key, value) VALUES ('schema_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

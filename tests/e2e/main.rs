@@ -10,4 +10,5 @@ mod check;
 mod config_errors;
 mod identifiers;
 mod install;
+mod replicate;
 mod tls;

@@ -33,7 +33,15 @@ const SIDE_KEYS: &[&str] = &[
     "sslkey",
 ];
 const TABLES_KEYS: &[&str] = &["include", "exclude"];
-const REPLICATION_KEYS: &[&str] = &["sync", "conflict", "allow_apply_triggers"];
+const REPLICATION_KEYS: &[&str] = &[
+    "sync",
+    "conflict",
+    "allow_apply_triggers",
+    "batch_rows",
+    "batch_megabytes",
+    "poll_interval_ms",
+    "max_clock_skew_ms",
+];
 const INSTALL_KEYS: &[&str] = &["lock_timeout_ms", "max_attempts"];
 const TABLE_KEYS: &[&str] = &["name", "conflict"];
 
@@ -665,6 +673,26 @@ impl Cx<'_> {
         if let Some(f) = field(table, "replication", "allow_apply_triggers") {
             if let Some(allow) = self.boolean(&f) {
                 config.allow_apply_triggers = allow;
+            }
+        }
+        if let Some(f) = field(table, "replication", "batch_rows") {
+            if let Some(n) = self.positive(&f) {
+                config.batch_rows = n;
+            }
+        }
+        if let Some(f) = field(table, "replication", "batch_megabytes") {
+            if let Some(n) = self.positive(&f) {
+                config.batch_megabytes = n;
+            }
+        }
+        if let Some(f) = field(table, "replication", "poll_interval_ms") {
+            if let Some(ms) = self.positive(&f) {
+                config.poll_interval = Duration::from_millis(u64::from(ms));
+            }
+        }
+        if let Some(f) = field(table, "replication", "max_clock_skew_ms") {
+            if let Some(ms) = self.positive(&f) {
+                config.max_clock_skew = Duration::from_millis(u64::from(ms));
             }
         }
         (self.problems.len() == before).then_some(config)

@@ -23,6 +23,24 @@ pub const DEFAULT_CONFLICT_POLICY: ConflictPolicy = ConflictPolicy::LeftWins;
 /// triggers and foreign-key actions that would fire on apply.
 pub const DEFAULT_ALLOW_APPLY_TRIGGERS: bool = false;
 
+/// `[replication] batch_rows` when not given: 10,000 delta rows per batch and
+/// direction. Large enough that a batch's fixed cost (a few round trips) is small per
+/// row, small enough that an apply transaction holds its row locks briefly.
+pub const DEFAULT_BATCH_ROWS: u32 = 10_000;
+
+/// `[replication] batch_megabytes` when not given: 64 MiB of row data per batch and
+/// direction (approximate: the row cap of the next batch is derived from the bytes
+/// per row seen so far).
+pub const DEFAULT_BATCH_MEGABYTES: u32 = 64;
+
+/// `[replication] poll_interval_ms` when not given: an idle daemon looks for new
+/// changes every 100 ms (one query per side that covers every delta table).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `[replication] max_clock_skew_ms` when not given: `latest_wins` refuses to run
+/// when the servers' clocks differ by more than 1 s.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_millis(1000);
+
 /// `[install] lock_timeout_ms` when not given: 200 ms. A DDL statement waiting for a
 /// lock blocks every query queued behind it, so it must give up quickly and retry.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
@@ -99,6 +117,18 @@ pub struct ReplicationConfig {
     /// `session_replication_role = replica`). Default:
     /// [`DEFAULT_ALLOW_APPLY_TRIGGERS`] (`false`).
     pub allow_apply_triggers: bool,
+    /// `batch_rows`: delta rows read per batch and direction, at least 1. Default:
+    /// [`DEFAULT_BATCH_ROWS`].
+    pub batch_rows: u32,
+    /// `batch_megabytes`: row data per batch and direction, at least 1. Default:
+    /// [`DEFAULT_BATCH_MEGABYTES`].
+    pub batch_megabytes: u32,
+    /// `poll_interval_ms`: how often an idle daemon looks for changes, at least 1.
+    /// Default: [`DEFAULT_POLL_INTERVAL`].
+    pub poll_interval: Duration,
+    /// `max_clock_skew_ms`: the largest clock difference between the servers that
+    /// `latest_wins` accepts, at least 1. Default: [`DEFAULT_MAX_CLOCK_SKEW`].
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -107,6 +137,10 @@ impl Default for ReplicationConfig {
             sync: DEFAULT_SYNC_NAME.to_owned(),
             conflict: DEFAULT_CONFLICT_POLICY,
             allow_apply_triggers: DEFAULT_ALLOW_APPLY_TRIGGERS,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            batch_megabytes: DEFAULT_BATCH_MEGABYTES,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }

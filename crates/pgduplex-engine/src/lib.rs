@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod pair;
+pub mod replicate;
 pub mod setup;
 
 use pgduplex_config::Side;

@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod catalog;
 pub mod connect;
+pub mod copytext;
 pub mod ddl;
 pub mod ident;
 pub mod install;

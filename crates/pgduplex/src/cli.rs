@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pgduplex_config::{Config, Side};
+use pgduplex_engine::replicate::{self, Replicator};
 use pgduplex_engine::{check, setup, EngineError};
 
 use crate::output::chain;
@@ -54,6 +55,9 @@ pub enum Command {
     Install,
     /// Remove everything pgduplex created on both sides; user data is never touched.
     Uninstall,
+    /// Replicate changes both ways until stopped (SIGTERM/SIGINT), or with
+    /// --until-idle until neither side has pending changes.
+    Replicate(ReplicateArgs),
     /// Run pgduplex on two throw-away local PostgreSQL servers and show what it does.
     Demo(DemoArgs),
 }
@@ -63,6 +67,13 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplicateArgs {
+    /// Exit (0) once neither side has pending changes: for one-shot jobs and scripts.
+    #[arg(long)]
+    pub until_idle: bool,
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +117,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Check(args) => run_check(&config, args.format).await,
         Command::Install => run_install(&config).await,
         Command::Uninstall => run_uninstall(&config).await,
+        Command::Replicate(args) => run_replicate(&config, &args).await,
         Command::Demo(_) => unreachable!("demo runs without a configuration"),
     }
 }
@@ -204,4 +216,67 @@ async fn run_uninstall(config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_PROBLEM)
     })
+}
+
+/// SIGTERM / SIGINT set the returned flag; a second signal exits at once.
+fn stop_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = false;
+            for sig in signals.forever() {
+                if seen {
+                    tracing::warn!("second stop signal: exiting now");
+                    std::process::exit(130);
+                }
+                seen = true;
+                tracing::info!(
+                    "{} received: finishing the batch in hand, then stopping",
+                    if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
+                );
+                let _ = tx.send(true);
+            }
+        })?;
+    Ok(rx)
+}
+
+async fn run_replicate(config: &Config, args: &ReplicateArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = stop_signals()?;
+    let mut daemon = match Replicator::prepare(config).await {
+        Ok(d) => d,
+        Err(replicate::ReplError::Engine(EngineError::NotReady { blocking })) => {
+            if let Ok(report) = check::check(config).await {
+                eprint!("{}", report.render_text());
+            }
+            eprintln!("error: replication refused: {blocking} problem(s) must be fixed first; nothing was changed");
+            return Ok(ExitCode::from(EXIT_PROBLEM));
+        }
+        Err(err) => {
+            eprintln!("error: {}", chain(&err));
+            return Ok(ExitCode::from(EXIT_PROBLEM));
+        }
+    };
+    let options = replicate::Options {
+        until_idle: args.until_idle,
+    };
+    match daemon.run(options, shutdown).await {
+        Ok(()) => {
+            let s = &daemon.stats;
+            tracing::info!(
+                batches = s.batches,
+                rows_to_left = s.rows[0],
+                rows_to_right = s.rows[1],
+                conflicts = s.conflicts,
+                "stopped"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("error: {}", chain(&err));
+            Ok(ExitCode::from(EXIT_PROBLEM))
+        }
+    }
 }

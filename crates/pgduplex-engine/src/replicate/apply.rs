@@ -1,0 +1,504 @@
+//! The apply transaction of one direction: the source's current rows for the
+//! direction's keys are streamed (COPY out of the source's read transaction, COPY
+//! into a staging table on the target), then written set-based, checked against
+//! changes the target made meanwhile, and recorded in the target's ledger, all in
+//! one transaction on the target.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use pgduplex_config::Side;
+use pgduplex_pg::capture::APPLYING_SETTING;
+use pgduplex_pg::copytext;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Transaction};
+
+use super::batch::{decide, Conflict, Direction, Key, SideRead, TruncateAction, Winner};
+use super::plan::TablePlan;
+use super::ReplError;
+
+/// What the apply of one direction did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Committed: the source's seqs to delete now (per plan, plus TRUNCATE seqs).
+    pub ledger: Vec<Vec<i64>>,
+    pub truncate_seqs: Vec<i64>,
+    /// The ledger batch number written on the target (None: nothing recorded).
+    pub batch: Option<i64>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub conflicts: u64,
+    /// Rolled back because the target changed a written key after the check;
+    /// the next cycle sees it as a conflict.
+    pub retry: bool,
+}
+
+/// Everything the apply of one direction needs besides the connections.
+pub struct ApplyContext<'a> {
+    pub sync: &'a str,
+    pub plans: &'a [TablePlan],
+    /// Plans in foreign-key order, parents first.
+    pub order: &'a [usize],
+    pub source_read: &'a SideRead,
+    pub target_read: &'a SideRead,
+    pub epoch: i64,
+    pub batch: i64,
+    pub replica_role: bool,
+}
+
+fn group_by_key(rows: Vec<tokio_postgres::Row>, nkey: usize) -> BTreeMap<Key, (Vec<i64>, i64)> {
+    let mut out: BTreeMap<Key, (Vec<i64>, i64)> = BTreeMap::new();
+    for r in rows {
+        let key: Key = (0..nkey).map(|i| r.get::<_, String>(2 + i)).collect();
+        let e = out.entry(key).or_insert((Vec::new(), i64::MIN));
+        e.0.push(r.get(0));
+        e.1 = e.1.max(r.get(1));
+    }
+    out
+}
+
+/// Key columns as one text array per column (the `unnest($1, $2, ...)` form).
+fn key_arrays(keys: &[Key], nkey: usize) -> Vec<Vec<String>> {
+    (0..nkey)
+        .map(|c| keys.iter().map(|k| k[c].clone()).collect())
+        .collect()
+}
+
+fn params(arrays: &[Vec<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    arrays
+        .iter()
+        .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// Rows of `keys` on the target (jsonb text) by key.
+async fn images(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    keys: &[Key],
+) -> Result<HashMap<Key, String>, tokio_postgres::Error> {
+    let arrays = key_arrays(keys, plan.key.len());
+    let rows = tx.query(&plan.row_images(), &params(&arrays)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let key: Key = (0..plan.key.len()).map(|i| r.get(i)).collect();
+            (key, r.get(plan.key.len()))
+        })
+        .collect())
+}
+
+/// Streams the source's rows of `keys` into the target's staging table. Returns
+/// the bytes moved.
+async fn stage(
+    source: &Client,
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    keys: &[Key],
+    temps: &mut Temps<'_>,
+) -> Result<u64, tokio_postgres::Error> {
+    if temps.source.insert(plan.keys_temp()) {
+        source.batch_execute(&plan.create_keys_temp()).await?;
+    }
+    if !temps.target.contains(&plan.stage_temp()) {
+        tx.batch_execute(&plan.create_stage_temp()).await?;
+        temps.target_new.push(plan.stage_temp());
+    }
+    // Empty from an earlier batch that failed before commit? ON COMMIT DELETE ROWS
+    // covers commits; a rolled-back transaction leaves nothing either.
+    let mut buf = Vec::with_capacity(keys.len() * 16);
+    for k in keys {
+        copytext::push_row(&mut buf, k);
+    }
+    let sink = source.copy_in(&plan.copy_keys_in()).await?;
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::from(buf)).await?;
+    sink.finish().await?;
+
+    let out = source.copy_out(&plan.copy_rows_out()).await?;
+    futures_util::pin_mut!(out);
+    let sink = tx.copy_in(&plan.copy_stage_in()).await?;
+    futures_util::pin_mut!(sink);
+    let mut bytes = 0u64;
+    while let Some(chunk) = out.next().await {
+        let chunk = chunk?;
+        bytes += chunk.len() as u64;
+        sink.send(chunk).await?;
+    }
+    sink.finish().await?;
+    // The source's key table is emptied for the next table of this batch only at
+    // commit; the next plan has its own key table, and a plan is staged once.
+    Ok(bytes)
+}
+
+/// Temp tables known to exist on the two sessions.
+pub struct Temps<'a> {
+    pub source: &'a mut HashSet<String>,
+    pub target: &'a mut HashSet<String>,
+    /// Created in the current target transaction (forgotten if it rolls back).
+    pub target_new: Vec<String>,
+}
+
+fn is_set_based_refusal(err: &tokio_postgres::Error) -> bool {
+    matches!(
+        err.code(),
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::WRONG_OBJECT_TYPE
+            || *c == SqlState::FEATURE_NOT_SUPPORTED
+            || *c == SqlState::EXCLUSION_VIOLATION
+    )
+}
+
+/// Ordered per-row apply of one table's present staged rows, for when the
+/// set-based upsert fails on a unique constraint other than the key (two rows
+/// swapping a value) or a deferrable key (which cannot arbitrate ON CONFLICT).
+/// Rows are applied one by one, those that fail are retried once others moved
+/// out of their way; rows that still block each other (a swap) are deleted on the
+/// target and inserted again.
+async fn per_row(tx: &Transaction<'_>, plan: &TablePlan) -> Result<(), tokio_postgres::Error> {
+    let nkey = plan.key.len();
+    let keys: Vec<Key> = tx
+        .query(&plan.staged_present_keys(), &[])
+        .await?
+        .into_iter()
+        .map(|r| (0..nkey).map(|i| r.get::<_, String>(i)).collect())
+        .collect();
+    let update = plan.update_one();
+    let insert = plan.insert_one();
+    let exists = plan.exists_one();
+    let mut pending = keys;
+    loop {
+        let mut blocked = Vec::new();
+        let before = pending.len();
+        for key in pending {
+            let p = key
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect::<Vec<_>>();
+            tx.batch_execute("SAVEPOINT pgduplex_row").await?;
+            let res = async {
+                if tx.query_opt(&exists, &p).await?.is_some() {
+                    if let Some(u) = &update {
+                        tx.execute(u, &p).await?;
+                    }
+                } else {
+                    tx.execute(&insert, &p).await?;
+                }
+                Ok::<_, tokio_postgres::Error>(())
+            }
+            .await;
+            match res {
+                Ok(()) => tx.batch_execute("RELEASE SAVEPOINT pgduplex_row").await?,
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_row")
+                        .await?;
+                    blocked.push(key);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        if blocked.len() == before {
+            // No progress: the remaining rows hold each other's values.
+            let delete = plan.delete_one();
+            for key in &blocked {
+                let p = key
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect::<Vec<_>>();
+                tx.execute(&delete, &p).await?;
+            }
+            for key in &blocked {
+                let p = key
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect::<Vec<_>>();
+                tx.execute(&insert, &p).await?;
+            }
+            return Ok(());
+        }
+        pending = blocked;
+    }
+}
+
+fn json_key(key: &Key) -> String {
+    serde_json::to_string(key).expect("strings serialise")
+}
+
+async fn log_conflicts(
+    tx: &Transaction<'_>,
+    sync: &str,
+    plans: &[TablePlan],
+    conflicts: &[Conflict],
+) -> Result<(), tokio_postgres::Error> {
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare(
+            "INSERT INTO pgduplex.conflicts (sync, table_schema, table_name, key, kind, left_row, right_row, \
+               left_changed_at, right_changed_at, policy, winner) \
+             VALUES ($1, $2, $3, $4::text::jsonb, $5, $6::text::jsonb, $7::text::jsonb, \
+               pg_catalog.to_timestamp($8::float8 / 1000000), pg_catalog.to_timestamp($9::float8 / 1000000), $10, $11)",
+        )
+        .await?;
+    for c in conflicts {
+        let plan = &plans[c.plan];
+        let key = c.key.as_ref().map(json_key);
+        let at = c.changed_at.map(|a| a.map(|v| v as f64));
+        tx.execute(
+            &stmt,
+            &[
+                &sync,
+                &plan.name.schema,
+                &plan.name.name,
+                &key,
+                &c.kind,
+                &c.rows[0],
+                &c.rows[1],
+                &at[0],
+                &at[1],
+                &c.policy.as_str(),
+                &c.winner.as_str(),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs the apply transaction of `dir` on `target` (rows read from `source`, the
+/// source's read transaction).
+pub async fn apply_direction(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    source: &Client,
+    target: &mut Client,
+    temps: &mut Temps<'_>,
+) -> Result<Applied, ReplError> {
+    let mut applied = Applied {
+        ledger: dir.ledger.clone(),
+        truncate_seqs: dir.truncate_seqs.clone(),
+        ..Applied::default()
+    };
+    if dir.is_idle() {
+        return Ok(applied);
+    }
+    let tx = target.transaction().await?;
+    let res = apply_in(ctx, dir, source, &tx, temps, &mut applied).await;
+    match res {
+        Ok(true) => {
+            tx.commit().await?;
+            temps.target.extend(temps.target_new.drain(..));
+        }
+        Ok(false) => {
+            tx.rollback().await?;
+            temps.target_new.clear();
+            applied = Applied {
+                retry: true,
+                ..Applied::default()
+            };
+        }
+        Err(e) => {
+            temps.target_new.clear();
+            return Err(e);
+        }
+    }
+    Ok(applied)
+}
+
+/// The body of the apply transaction; `Ok(false)` asks for a rollback and retry.
+async fn apply_in(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    source: &Client,
+    tx: &Transaction<'_>,
+    temps: &mut Temps<'_>,
+    applied: &mut Applied,
+) -> Result<bool, ReplError> {
+    let plans = ctx.plans;
+    let mut setup = format!("SET LOCAL {APPLYING_SETTING} = 'on'; SET CONSTRAINTS ALL DEFERRED;");
+    if ctx.replica_role {
+        setup.push_str(" SET LOCAL session_replication_role = replica;");
+    }
+    tx.batch_execute(&setup).await?;
+    let lease = tx
+        .query_opt(
+            "SELECT epoch FROM pgduplex.lease WHERE sync = $1 FOR SHARE",
+            &[&ctx.sync],
+        )
+        .await?;
+    if lease.map(|r| r.get::<_, i64>(0)) != Some(ctx.epoch) {
+        return Err(ReplError::LeaseLost(dir.target));
+    }
+
+    for action in &dir.truncates {
+        match action {
+            TruncateAction::Truncate(relations) => {
+                let list = relations
+                    .iter()
+                    .map(|r| r.quoted())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tx.batch_execute(&format!("TRUNCATE {list}")).await?;
+            }
+            TruncateAction::DeleteExcept { plan, keep } => {
+                let p = &plans[*plan];
+                let arrays = key_arrays(keep, p.key.len());
+                tx.execute(&p.delete_all_except(), &params(&arrays)).await?;
+            }
+        }
+    }
+
+    // Stage every table's rows.
+    let mut staged: Vec<usize> = Vec::new();
+    for &i in ctx.order {
+        if dir.keys[i].is_empty() {
+            continue;
+        }
+        applied.bytes += stage(source, tx, &plans[i], &dir.keys[i], temps).await?;
+        staged.push(i);
+    }
+
+    // Lock the target rows, then look for changes the target made since it was
+    // read: the rows are locked from here on, so later changes wait for us.
+    let mut late: Vec<Conflict> = Vec::new();
+    let mut known_unseen: Vec<Vec<i64>> = vec![Vec::new(); plans.len()];
+    let mut own_consumed = dir.own_consumed.clone();
+    for &i in &staged {
+        let plan = &plans[i];
+        tx.execute(&plan.lock_rows(), &[]).await?;
+        let seen = ctx.target_read.seqs_of(i);
+        let unseen = group_by_key(
+            tx.query(&plan.unseen_deltas(dir.target), &[&seen]).await?,
+            plan.key.len(),
+        );
+        if unseen.is_empty() {
+            continue;
+        }
+        let keys: Vec<Key> = unseen.keys().cloned().collect();
+        let before = images(tx, plan, &keys).await?;
+        for (key, (seqs, at)) in unseen {
+            known_unseen[i].extend(&seqs);
+            let source_at = ctx.source_read.changes[i]
+                .get(&key)
+                .map_or(i64::MIN, |c| c.last_at);
+            let mut ats = [0; 2];
+            ats[side_idx(dir.source)] = source_at;
+            ats[side_idx(dir.target)] = at;
+            let winner = decide(plan.policy, ats);
+            if winner == Winner::Side(dir.source) {
+                own_consumed[i].extend(&seqs);
+                let mut rows = [None, None];
+                rows[side_idx(dir.target)] = before.get(&key).cloned();
+                let mut changed_at = [None, None];
+                changed_at[side_idx(dir.source)] = Some(source_at);
+                changed_at[side_idx(dir.target)] = Some(at);
+                late.push(Conflict {
+                    plan: i,
+                    key: Some(key),
+                    kind: "row",
+                    rows,
+                    changed_at,
+                    policy: plan.policy,
+                    winner,
+                });
+            } else {
+                // The target's change is kept: this key waits for the next cycle,
+                // which sees both changes and decides with both rows at hand.
+                let p = key
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect::<Vec<_>>();
+                tx.execute(&plan.unstage_one(), &p).await?;
+                if let Some(c) = ctx.source_read.changes[i].get(&key) {
+                    applied.ledger[i].retain(|s| !c.seqs.contains(s));
+                }
+            }
+        }
+    }
+
+    // Deletes, children first; then upserts, parents first.
+    for &i in staged.iter().rev() {
+        applied.rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
+    }
+    for &i in &staged {
+        let plan = &plans[i];
+        tx.batch_execute("SAVEPOINT pgduplex_table").await?;
+        match tx.execute(&plan.upsert(), &[]).await {
+            Ok(n) => {
+                applied.rows += n;
+                tx.batch_execute("RELEASE SAVEPOINT pgduplex_table").await?;
+            }
+            Err(e) if is_set_based_refusal(&e) => {
+                tracing::debug!(table = %plan.name, error = %e, "set-based apply refused; applying row by row");
+                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_table")
+                    .await?;
+                per_row(tx, plan).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    // A change the target committed between the check and the writes (a new key
+    // inserted concurrently): roll back, the next cycle decides it properly.
+    for &i in &staged {
+        let plan = &plans[i];
+        let mut seen = ctx.target_read.seqs_of(i);
+        seen.extend(&known_unseen[i]);
+        if !tx
+            .query(&plan.unseen_deltas(dir.target), &[&seen])
+            .await?
+            .is_empty()
+        {
+            tracing::debug!(table = %plan.name, "target changed a key while it was applied; retrying the batch");
+            return Ok(false);
+        }
+    }
+    // The source's rows of the late conflicts, as now written.
+    for c in &mut late {
+        let plan = &plans[c.plan];
+        let key = c.key.clone().expect("row conflicts have a key");
+        let now = images(tx, plan, std::slice::from_ref(&key)).await?;
+        c.rows[side_idx(dir.source)] = now.get(&key).cloned();
+    }
+
+    for (i, seqs) in own_consumed.iter().enumerate() {
+        if !seqs.is_empty() {
+            tx.execute(&plans[i].delete_deltas(dir.target), &[seqs])
+                .await?;
+        }
+    }
+    if !dir.own_truncates_consumed.is_empty() {
+        tx.execute(
+            "DELETE FROM pgduplex.truncate_log WHERE seq = ANY($1::int8[])",
+            &[&dir.own_truncates_consumed],
+        )
+        .await?;
+    }
+    log_conflicts(tx, ctx.sync, plans, &dir.conflicts).await?;
+    log_conflicts(tx, ctx.sync, plans, &late).await?;
+    applied.conflicts = (dir.conflicts.len() + late.len()) as u64;
+
+    let mut all: Vec<i64> = applied.ledger.iter().flatten().copied().collect();
+    all.extend(&applied.truncate_seqs);
+    if !all.is_empty() {
+        tx.execute(
+            "INSERT INTO pgduplex.applied (sync, source, batch, seqs) VALUES ($1, $2, $3, $4)",
+            &[&ctx.sync, &dir.source.as_str(), &ctx.batch, &all],
+        )
+        .await?;
+        applied.batch = Some(ctx.batch);
+    }
+    Ok(true)
+}
+
+fn side_idx(side: Side) -> usize {
+    match side {
+        Side::Left => 0,
+        Side::Right => 1,
+    }
+}

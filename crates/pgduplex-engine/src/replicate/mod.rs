@@ -1,0 +1,849 @@
+//! `pgduplex replicate`: the daemon that keeps both sides identical.
+//!
+//! One coordinator decides both directions of the pair. Each cycle:
+//!
+//! 1. Poll: one query per side tells which delta tables (and the TRUNCATE log)
+//!    hold anything.
+//! 2. Read: on each side a REPEATABLE READ transaction locks the pending tables
+//!    `ACCESS SHARE` (a TRUNCATE or table rewrite committed after the snapshot
+//!    would otherwise make every row look deleted), then reads the deltas, at most
+//!    `batch_rows` of them.
+//! 3. Decide ([`batch::plan_directions`]): keys pending on both sides are
+//!    conflicts, resolved by the table's policy; each key goes one way only.
+//! 4. Apply ([`apply::apply_direction`]), both directions at once: the source's
+//!    current rows stream into a staging table on the target, then one DELETE and
+//!    one upsert per table, a check for changes the target made meanwhile, and the
+//!    ledger row, in one transaction.
+//! 5. Delete exactly the source deltas that were applied, then the ledger rows.
+//!
+//! A daemon killed anywhere loses nothing: undeleted deltas are replayed (the
+//! apply is state-based), and deltas already applied are recognised by the ledger
+//! at start and deleted instead of replayed.
+
+pub mod apply;
+pub mod batch;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use pgduplex_config::{Config, ConflictPolicy, Side};
+use pgduplex_pg::catalog::foreign_key_order;
+use pgduplex_pg::install::installed_tables;
+use pgduplex_pg::{Endpoint, TableName};
+use tokio::sync::watch;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use self::apply::{apply_direction, Applied, ApplyContext, Temps};
+use self::batch::{plan_directions, Key, SideRead, TruncateEvent};
+use self::plan::TablePlan;
+use crate::check::analyse;
+use crate::pair::endpoints;
+use crate::{setup, EngineError};
+
+/// Errors of the daemon. Everything but [`ReplError::Fatal`] is retried after a
+/// reconnect with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplError {
+    #[error("{0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("the {0} side's lease moved on: another daemon took over this sync")]
+    LeaseLost(Side),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl ReplError {
+    fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            ReplError::Fatal(_) | ReplError::Engine(EngineError::NotReady { .. })
+        )
+    }
+}
+
+/// How `replicate` runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Return once neither side has pending changes.
+    pub until_idle: bool,
+}
+
+/// Totals since start.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub batches: u64,
+    pub rows: [u64; 2],
+    pub conflicts: u64,
+}
+
+/// Advisory lock "class" of pgduplex (ASCII "pgdx").
+const LOCK_CLASS: i32 = 0x7067_6478;
+
+fn lock_key(sync: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in sync.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h & 0x7fff_ffff) as i32
+}
+
+fn idx(side: Side) -> usize {
+    match side {
+        Side::Left => 0,
+        Side::Right => 1,
+    }
+}
+
+/// Session settings of the daemon's connections: text forms of values must not
+/// depend on either server's defaults (keys are compared as text, rows travel as
+/// COPY text).
+const SESSION_SETTINGS: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
+     SET extra_float_digits = 3; SET bytea_output = hex; SET TimeZone = 'UTC'; \
+     SET lc_monetary = 'C'; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+
+/// One side's sessions.
+struct Conn {
+    side: Side,
+    /// Holds the advisory lock; polls, applies, deletes.
+    apply: Client,
+    /// Read transactions (snapshots).
+    read: Client,
+    read_temps: HashSet<String>,
+    apply_temps: HashSet<String>,
+}
+
+async fn connect(side: Side, endpoint: &Endpoint) -> Result<Client, ReplError> {
+    let client = endpoint.connect().await.map_err(EngineError::side(side))?;
+    client.batch_execute(SESSION_SETTINGS).await?;
+    Ok(client)
+}
+
+/// The daemon for one pair.
+pub struct Replicator {
+    config: Config,
+    endpoints: [Endpoint; 2],
+    plans: Vec<TablePlan>,
+    order: Vec<usize>,
+    replica_role: [bool; 2],
+    owner: String,
+    pub stats: Stats,
+    batch_no: i64,
+}
+
+impl Replicator {
+    /// Checks the pair, installs (or verifies) the capture, and builds the plans.
+    /// Refuses, changing nothing, when `check` finds something that blocks
+    /// replication.
+    pub async fn prepare(config: &Config) -> Result<Self, ReplError> {
+        setup::install(config).await?;
+        let analysis = analyse(config).await?;
+        if !analysis.report.can_replicate() {
+            let blocking = analysis
+                .report
+                .findings
+                .iter()
+                .filter(|f| f.severity == crate::check::Severity::Error)
+                .count();
+            return Err(ReplError::Engine(EngineError::NotReady { blocking }));
+        }
+        let (Some(left), Some(right)) = (&analysis.left, &analysis.right) else {
+            return Err(ReplError::Fatal("a side could not be reached".into()));
+        };
+        let sync = &config.replication.sync;
+        let mut ids: [HashMap<TableName, (i32, String)>; 2] = Default::default();
+        for (s, state) in [(0, left), (1, right)] {
+            let session_user: String = state
+                .client
+                .query_one("SELECT session_user::text", &[])
+                .await?
+                .get(0);
+            for t in installed_tables(&state.client)
+                .await
+                .map_err(EngineError::side(state.side))?
+            {
+                if &t.sync == sync {
+                    ids[s].insert(t.table, (t.id, String::new()));
+                }
+            }
+            let roles: Vec<String> = state
+                .client
+                .query(
+                    "SELECT DISTINCT apply_role FROM pgduplex.replicated_table WHERE sync = $1",
+                    &[sync],
+                )
+                .await?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect();
+            if let Some(other) = roles.iter().find(|r| **r != session_user) {
+                return Err(ReplError::Fatal(format!(
+                    "{}: the capture was installed for apply role {other:?} but the daemon connects as {session_user:?}: \
+                     its writes would be captured again and echo back; connect as {other:?} or run install again as {session_user:?}",
+                    state.side
+                )));
+            }
+        }
+        let mut plans = Vec::new();
+        for (l, _r) in &analysis.tables {
+            let (Some(li), Some(ri)) = (ids[0].get(&l.name), ids[1].get(&l.name)) else {
+                continue;
+            };
+            let policy = config.conflict_for_table(&l.name.schema, &l.name.name);
+            plans.push(TablePlan::new(l, [li.0, ri.0], policy));
+        }
+        let names: Vec<TableName> = plans.iter().map(|p| p.name.clone()).collect();
+        let (ordered, cyclic) = foreign_key_order(&names, &left.catalog.foreign_keys);
+        let replica_role = left.can_use_replica_role && right.can_use_replica_role;
+        if !cyclic.is_empty() && !replica_role {
+            // Deferrable keys are deferred in every apply transaction; others in a
+            // cycle need replica role to be written in any order.
+            let deferrable = left
+                .catalog
+                .foreign_keys
+                .iter()
+                .filter(|fk| cyclic.contains(&fk.table) && cyclic.contains(&fk.references))
+                .all(|fk| fk.deferrable || fk.table == fk.references);
+            if !deferrable {
+                return Err(ReplError::Fatal(format!(
+                    "the foreign keys between {} form a cycle and are not DEFERRABLE: rows cannot be written in an order \
+                     that satisfies them, and the apply role may not set session_replication_role = replica; \
+                     make those foreign keys DEFERRABLE, or let the apply role set session_replication_role, \
+                     or exclude the tables",
+                    cyclic.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let order = ordered
+            .iter()
+            .chain(cyclic.iter())
+            .filter_map(|n| names.iter().position(|p| p == n))
+            .collect();
+        if plans.iter().any(|p| p.policy == ConflictPolicy::LatestWins) {
+            check_clock_skew(config, &left.client, &right.client).await?;
+        }
+        let owner = format!(
+            "{}@{} pid {}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "pgduplex".into()),
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        );
+        Ok(Replicator {
+            config: config.clone(),
+            endpoints: endpoints(config)?,
+            plans,
+            order,
+            replica_role: [left.can_use_replica_role, right.can_use_replica_role],
+            owner,
+            stats: Stats::default(),
+            batch_no: 0,
+        })
+    }
+
+    pub fn tables(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// Runs until `shutdown` turns true (or, with `until_idle`, until nothing is
+    /// pending), reconnecting with backoff after errors.
+    pub async fn run(
+        &mut self,
+        options: Options,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ReplError> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            match self.session(options, &mut shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        "replication interrupted: {}; reconnecting in {:.1} s",
+                        crate::error_chain(&e),
+                        backoff.as_secs_f64()
+                    );
+                }
+            }
+            let jitter = Duration::from_millis(u64::from(rand_u16()) % 200);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff + jitter) => {}
+                _ = shutdown.changed() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(15));
+        }
+    }
+
+    /// One connected session: lock, lease, recovery, cycles.
+    async fn session(
+        &mut self,
+        options: Options,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ReplError> {
+        let mut conns = Vec::new();
+        for side in Side::BOTH {
+            let ep = &self.endpoints[idx(side)];
+            let apply = connect(side, ep).await?;
+            let read = connect(side, ep).await?;
+            conns.push(Conn {
+                side,
+                apply,
+                read,
+                read_temps: HashSet::new(),
+                apply_temps: HashSet::new(),
+            });
+        }
+        let mut conns: [Conn; 2] = conns
+            .try_into()
+            .map_err(|_| ReplError::Fatal("two sides".into()))?;
+        let sync = self.config.replication.sync.clone();
+        // The advisory lock, left first then right (one order for every daemon).
+        for c in &conns {
+            if !self.lock(c, shutdown).await? {
+                return Ok(());
+            }
+        }
+        let mut epoch = [0i64; 2];
+        for c in &conns {
+            epoch[idx(c.side)] = c
+                .apply
+                .query_one(
+                    "INSERT INTO pgduplex.lease (sync, owner, epoch) VALUES ($1, $2, 1) \
+                     ON CONFLICT (sync) DO UPDATE SET owner = EXCLUDED.owner, epoch = pgduplex.lease.epoch + 1, \
+                       acquired_at = pg_catalog.now() RETURNING epoch",
+                    &[&sync, &self.owner],
+                )
+                .await?
+                .get(0);
+        }
+        tracing::info!(
+            tables = self.plans.len(),
+            "replicating {} table(s) as sync {sync:?} (lease epochs left {}, right {})",
+            self.plans.len(),
+            epoch[0],
+            epoch[1]
+        );
+        self.recover(&conns).await?;
+        let poll = self.config.replication.poll_interval;
+        let max_rows = self.config.replication.batch_rows as usize;
+        let mut rows_cap = max_rows;
+        let bytes_cap = u64::from(self.config.replication.batch_megabytes) * 1024 * 1024;
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let pending = self.poll(&conns).await?;
+            let any = pending.iter().any(|p| p.iter().any(|&b| b));
+            if !any {
+                if options.until_idle {
+                    tracing::info!("no pending changes on either side");
+                    return Ok(());
+                }
+                if idle_since.is_none() {
+                    idle_since = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            idle_since = None;
+            // A signal lets the batch in hand finish, but not for ever.
+            let cycle = self.cycle(&mut conns, &pending, epoch, rows_cap);
+            tokio::pin!(cycle);
+            let outcome = tokio::select! {
+                r = &mut cycle => r?,
+                _ = wait_for_shutdown_deadline(shutdown.clone()) => {
+                    tracing::warn!("the batch in hand did not finish in time after the stop signal; rolling it back");
+                    return Ok(());
+                }
+            };
+            // Size the next batch from the bytes per row seen.
+            if outcome.delta_rows > 0 && outcome.bytes > 0 {
+                let per_row = (outcome.bytes / outcome.delta_rows as u64).max(1);
+                rows_cap = ((bytes_cap / per_row) as usize).clamp(1, max_rows);
+            }
+        }
+    }
+
+    async fn lock(
+        &self,
+        c: &Conn,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, ReplError> {
+        let key = lock_key(&self.config.replication.sync);
+        let mut logged = false;
+        loop {
+            let got: bool = c
+                .apply
+                .query_one(
+                    "SELECT pg_catalog.pg_try_advisory_lock($1::int4, $2::int4)",
+                    &[&LOCK_CLASS, &key],
+                )
+                .await?
+                .get(0);
+            if got {
+                if logged {
+                    tracing::info!("{}: the other daemon is gone; taking over", c.side);
+                }
+                return Ok(true);
+            }
+            if !logged {
+                let holder = c
+                    .apply
+                    .query_opt(
+                        "SELECT a.pid, COALESCE(a.application_name, ''), COALESCE(a.client_addr::text, 'local') \
+                           FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+                          WHERE l.locktype = 'advisory' AND l.classid = $1::int4::oid AND l.objid = $2::int4::oid \
+                            AND l.objsubid = 2 AND l.granted",
+                        &[&LOCK_CLASS, &key],
+                    )
+                    .await?;
+                let who = holder.map_or_else(
+                    || "another session".to_string(),
+                    |r| {
+                        format!(
+                            "backend pid {} ({} from {})",
+                            r.get::<_, i32>(0),
+                            r.get::<_, String>(1),
+                            r.get::<_, String>(2)
+                        )
+                    },
+                );
+                tracing::info!(
+                    "{}: another daemon holds sync {:?} ({who}); waiting for it to stop",
+                    c.side,
+                    self.config.replication.sync
+                );
+                logged = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Deltas a killed daemon applied but did not delete: the target's ledger
+    /// names them; delete them on the source, then the ledger rows.
+    async fn recover(&self, conns: &[Conn; 2]) -> Result<(), ReplError> {
+        let sync = &self.config.replication.sync;
+        for source in Side::BOTH {
+            let (src, tgt) = (&conns[idx(source)], &conns[idx(source.other())]);
+            let rows = tgt
+                .apply
+                .query(
+                    "SELECT batch, seqs FROM pgduplex.applied WHERE sync = $1 AND source = $2 ORDER BY batch",
+                    &[sync, &source.as_str()],
+                )
+                .await?;
+            for r in rows {
+                let batch: i64 = r.get(0);
+                let seqs: Vec<i64> = r.get(1);
+                tracing::info!(
+                    "{source}: {} change(s) were applied to {} before the last stop but not yet removed; removing them",
+                    seqs.len(),
+                    source.other()
+                );
+                self.delete_source(src, &seqs, &seqs).await?;
+                tgt.apply
+                    .execute(
+                        "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
+                        &[sync, &source.as_str(), &batch],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes applied deltas on the source, by seq, in one transaction.
+    async fn delete_source(
+        &self,
+        src: &Conn,
+        row_seqs: &[i64],
+        truncate_seqs: &[i64],
+    ) -> Result<(), ReplError> {
+        src.apply.batch_execute("BEGIN").await?;
+        let res = async {
+            if !row_seqs.is_empty() {
+                for p in &self.plans {
+                    src.apply
+                        .execute(&p.delete_deltas(src.side), &[&row_seqs])
+                        .await?;
+                }
+            }
+            if !truncate_seqs.is_empty() {
+                src.apply
+                    .execute(
+                        "DELETE FROM pgduplex.truncate_log WHERE seq = ANY($1::int8[])",
+                        &[&truncate_seqs],
+                    )
+                    .await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }
+        .await;
+        match res {
+            Ok(()) => src.apply.batch_execute("COMMIT").await?,
+            Err(e) => {
+                let _ = src.apply.batch_execute("ROLLBACK").await;
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// One query per side: which delta tables hold rows, and the TRUNCATE log
+    /// (last entry). `[side][plan]`, plus one trailing flag for TRUNCATEs.
+    async fn poll(&self, conns: &[Conn; 2]) -> Result<[Vec<bool>; 2], ReplError> {
+        let q = |side: Side| {
+            let mut parts: Vec<String> = self
+                .plans
+                .iter()
+                .map(|p| format!("EXISTS (SELECT 1 FROM {})", p.delta_of(side).quoted()))
+                .collect();
+            parts.push("EXISTS (SELECT 1 FROM pgduplex.truncate_log)".into());
+            format!("SELECT ARRAY[{}]", parts.join(", "))
+        };
+        let (ql, qr) = (q(Side::Left), q(Side::Right));
+        let (l, r) = tokio::try_join!(
+            conns[0].apply.query_one(&ql, &[]),
+            conns[1].apply.query_one(&qr, &[])
+        )?;
+        Ok([l.get(0), r.get(0)])
+    }
+
+    async fn read_side(
+        plans: &[TablePlan],
+        c: &Conn,
+        pending: &[bool],
+        cap: usize,
+    ) -> Result<SideRead, ReplError> {
+        let n = plans.len();
+        let mut read = SideRead {
+            changes: vec![BTreeMap::new(); n],
+            locked: pending[..n].to_vec(),
+            ..SideRead::default()
+        };
+        c.read
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await?;
+        let locked: Vec<String> = plans
+            .iter()
+            .zip(pending)
+            .filter(|(_, &p)| p)
+            .map(|(p, _)| p.name.quoted())
+            .collect();
+        if !locked.is_empty() {
+            // Before the snapshot (LOCK takes none): a rewrite committed before the
+            // lock is seen whole, one after it waits for this transaction.
+            c.read
+                .batch_execute(&format!(
+                    "LOCK TABLE {} IN ACCESS SHARE MODE",
+                    locked.join(", ")
+                ))
+                .await?;
+        }
+        let mut bound = i64::MAX;
+        if pending[n] {
+            let rows = c
+                .read
+                .query(
+                    "SELECT seq, table_id, truncated_schema, truncated_table, txid, \
+                       (pg_catalog.date_part('epoch', captured_at) * 1000000)::int8 \
+                       FROM pgduplex.truncate_log ORDER BY seq LIMIT 1001",
+                    &[],
+                )
+                .await?;
+            for (k, r) in rows.iter().enumerate() {
+                if k == 1000 {
+                    // Deltas after an unread TRUNCATE wait for it.
+                    bound = r.get(0);
+                    read.cut = true;
+                    break;
+                }
+                let id: i32 = r.get(1);
+                let Some(plan) = plans.iter().position(|p| p.id_of(c.side) == id) else {
+                    continue;
+                };
+                read.truncates.push(TruncateEvent {
+                    seq: r.get(0),
+                    plan,
+                    relation: TableName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
+                    txid: r.get(4),
+                    at: r.get(5),
+                });
+            }
+        }
+        for (i, p) in plans.iter().enumerate() {
+            if !pending[i] {
+                continue;
+            }
+            let room = cap.saturating_sub(read.delta_rows);
+            if room == 0 {
+                read.cut = true;
+                break;
+            }
+            let rows = c
+                .read
+                .query(&p.read_deltas(c.side), &[&(room as i64), &bound])
+                .await?;
+            if rows.len() == room {
+                read.cut = true;
+            }
+            read.delta_rows += rows.len();
+            let nkey = p.key.len();
+            for r in rows {
+                let key: Key = (0..nkey).map(|k| r.get::<_, String>(3 + k)).collect();
+                let e = read.changes[i].entry(key).or_default();
+                e.seqs.push(r.get(0));
+                e.last_at = e.last_at.max(r.get(2));
+            }
+        }
+        Ok(read)
+    }
+
+    /// Rows (jsonb text) of the keys pending on both sides, from both snapshots.
+    async fn conflict_images(
+        &self,
+        conns: &[Conn; 2],
+        reads: [&SideRead; 2],
+    ) -> Result<Vec<HashMap<Key, [Option<String>; 2]>>, ReplError> {
+        let mut out = vec![HashMap::new(); self.plans.len()];
+        for (i, p) in self.plans.iter().enumerate() {
+            let both: Vec<Key> = reads[0].changes[i]
+                .keys()
+                .filter(|k| reads[1].changes[i].contains_key(*k))
+                .cloned()
+                .collect();
+            if both.is_empty() {
+                continue;
+            }
+            let arrays: Vec<Vec<String>> = (0..p.key.len())
+                .map(|c| both.iter().map(|k| k[c].clone()).collect())
+                .collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
+                .iter()
+                .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let sql = p.row_images();
+            let (l, r) = tokio::try_join!(
+                conns[0].read.query(&sql, &params),
+                conns[1].read.query(&sql, &params)
+            )?;
+            let m: &mut HashMap<Key, [Option<String>; 2]> = &mut out[i];
+            for k in both {
+                m.insert(k, [None, None]);
+            }
+            for (s, rows) in [(0, l), (1, r)] {
+                for row in rows {
+                    let key: Key = (0..p.key.len()).map(|c| row.get(c)).collect();
+                    if let Some(e) = m.get_mut(&key) {
+                        e[s] = Some(row.get(p.key.len()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn cycle(
+        &mut self,
+        conns: &mut [Conn; 2],
+        pending: &[Vec<bool>; 2],
+        epoch: [i64; 2],
+        cap: usize,
+    ) -> Result<CycleOutcome, ReplError> {
+        let plans = &self.plans;
+        let (lr, rr) = tokio::try_join!(
+            Self::read_side(plans, &conns[0], &pending[0], cap),
+            Self::read_side(plans, &conns[1], &pending[1], cap)
+        )?;
+        let images = self.conflict_images(conns, [&lr, &rr]).await?;
+        let [to_right, to_left] = plan_directions(plans, [&lr, &rr], &images);
+        self.batch_no += 1;
+        let sync = self.config.replication.sync.clone();
+        let ctx = |source: Side| ApplyContext {
+            sync: &sync,
+            plans,
+            order: &self.order,
+            source_read: if source == Side::Left { &lr } else { &rr },
+            target_read: if source == Side::Left { &rr } else { &lr },
+            epoch: epoch[idx(source.other())],
+            batch: (epoch[idx(source.other())] << 32) | (self.batch_no & 0xffff_ffff),
+            replica_role: self.replica_role[idx(source.other())],
+        };
+        let (ctx_lr, ctx_rl) = (ctx(Side::Left), ctx(Side::Right));
+        let [l, r] = conns;
+        let mut temps_lr = Temps {
+            source: &mut l.read_temps,
+            target: &mut r.apply_temps,
+            target_new: Vec::new(),
+        };
+        let mut temps_rl = Temps {
+            source: &mut r.read_temps,
+            target: &mut l.apply_temps,
+            target_new: Vec::new(),
+        };
+        let res = tokio::join!(
+            apply_direction(&ctx_lr, &to_right, &l.read, &mut r.apply, &mut temps_lr),
+            apply_direction(&ctx_rl, &to_left, &r.read, &mut l.apply, &mut temps_rl),
+        );
+        // The snapshots are no longer needed (COMMIT keeps the temp tables; their
+        // rows go with ON COMMIT DELETE ROWS).
+        let (e1, e2) = tokio::join!(
+            l.read.batch_execute("COMMIT"),
+            r.read.batch_execute("COMMIT")
+        );
+        let (a_lr, a_rl) = (res.0?, res.1?);
+        e1?;
+        e2?;
+        let mut outcome = CycleOutcome {
+            delta_rows: lr.delta_rows + rr.delta_rows,
+            ..CycleOutcome::default()
+        };
+        for (applied, source) in [(&a_lr, Side::Left), (&a_rl, Side::Right)] {
+            outcome.bytes += applied.bytes;
+            self.stats.rows[idx(source.other())] += applied.rows;
+            self.stats.conflicts += applied.conflicts;
+        }
+        // Delete what was applied on each source, then the ledger rows.
+        let done = |a: &Applied| {
+            (
+                a.ledger.iter().flatten().copied().collect::<Vec<i64>>(),
+                a.truncate_seqs.clone(),
+                a.batch,
+            )
+        };
+        for (applied, source) in [(&a_lr, Side::Left), (&a_rl, Side::Right)] {
+            let (rows, truncs, batch) = done(applied);
+            let Some(batch) = batch else { continue };
+            self.delete_source(&conns[idx(source)], &rows, &truncs)
+                .await?;
+            conns[idx(source.other())]
+                .apply
+                .execute(
+                    "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
+                    &[&sync, &source.as_str(), &batch],
+                )
+                .await?;
+        }
+        self.stats.batches += 1;
+        if a_lr.rows + a_rl.rows > 0 || a_lr.conflicts + a_rl.conflicts > 0 {
+            tracing::debug!(
+                to_right = a_lr.rows,
+                to_left = a_rl.rows,
+                conflicts = a_lr.conflicts + a_rl.conflicts,
+                "batch {} applied",
+                self.batch_no
+            );
+        }
+        if a_lr.retry || a_rl.retry {
+            tracing::debug!(
+                "a target changed keys while they were applied; those are decided again"
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+#[derive(Debug, Default)]
+struct CycleOutcome {
+    delta_rows: usize,
+    bytes: u64,
+}
+
+/// Resolves 8 s after the stop signal (the batch in hand gets that long).
+async fn wait_for_shutdown_deadline(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos ^ std::process::id()) as u16
+}
+
+/// Measures the clock difference between the servers and refuses `latest_wins`
+/// above `[replication] max_clock_skew_ms`.
+async fn check_clock_skew(config: &Config, left: &Client, right: &Client) -> Result<(), ReplError> {
+    async fn offset(c: &Client) -> Result<(f64, f64), ReplError> {
+        // Best of five: the sample with the shortest round trip bounds the error.
+        let mut best = (f64::MAX, 0.0);
+        for _ in 0..5 {
+            let sent = std::time::SystemTime::now();
+            let t0 = Instant::now();
+            let server: f64 = c
+                .query_one(
+                    "SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())::float8",
+                    &[],
+                )
+                .await?
+                .get(0);
+            let rtt = t0.elapsed().as_secs_f64();
+            let local = sent
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+                + rtt / 2.0;
+            if rtt < best.0 {
+                best = (rtt, server - local);
+            }
+        }
+        Ok(best)
+    }
+    let (l, r) = (offset(left).await?, offset(right).await?);
+    let skew = (l.1 - r.1).abs();
+    let max = config.replication.max_clock_skew.as_secs_f64();
+    tracing::info!(
+        "clock difference between the servers: {:.1} ms (latest_wins allows {:.0} ms)",
+        skew * 1000.0,
+        max * 1000.0
+    );
+    if skew > max {
+        return Err(ReplError::Fatal(format!(
+            "latest_wins needs synchronised clocks, but the servers' clocks differ by {:.0} ms (more than [replication] max_clock_skew_ms = {:.0}); \
+             synchronise them (NTP/chrony) or choose another conflict policy",
+            skew * 1000.0,
+            max * 1000.0
+        )));
+    }
+    Ok(())
+}
+
+/// SQLSTATEs after which a retry can succeed.
+pub fn is_transient(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        None => true,
+        Some(c) => {
+            [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::LOCK_NOT_AVAILABLE,
+            ]
+            .contains(c)
+                || c.code().starts_with("08")
+                || c.code().starts_with("57")
+                || c.code().starts_with("53")
+        }
+    }
+}

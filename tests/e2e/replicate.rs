@@ -1,0 +1,115 @@
+//! `pgduplex replicate`: changes on either side reach the other, conflicts are
+//! decided by policy and logged, nothing echoes back.
+
+use pgduplex_testkit::compare::compare_databases;
+use pgduplex_testkit::TestPair;
+
+use crate::support::*;
+
+const SCHEMA: &str = "create table parent (id bigint primary key, name text);
+    create table child (id bigint primary key, parent_id bigint references parent(id), v jsonb);
+    create table \"Mixed Case\" (\"Key\" text, n int, primary key (\"Key\"));";
+
+async fn pair_with_schema() -> TestPair {
+    let pair = TestPair::new().await;
+    pair.execute_both(SCHEMA).await.unwrap();
+    pair
+}
+
+async fn pending(c: &tokio_postgres::Client) -> i64 {
+    let tables: Vec<i32> = c
+        .query("SELECT id FROM pgduplex.replicated_table", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut n: i64 = c
+        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for id in tables {
+        n += c
+            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    n
+}
+
+async fn assert_converged(pair: &TestPair) {
+    let (l, r) = (
+        pair.left.client().await.unwrap(),
+        pair.right.client().await.unwrap(),
+    );
+    compare_databases(&l, &r).await.unwrap().assert_identical();
+    assert_eq!(pending(&l).await, 0, "left has pending deltas");
+    assert_eq!(pending(&r).await, 0, "right has pending deltas");
+    let ledger: i64 = l
+        .query_one("SELECT count(*) FROM pgduplex.applied", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ledger, 0, "left ledger not cleaned");
+}
+
+#[tokio::test]
+async fn changes_on_both_sides_reach_the_other_and_nothing_echoes() {
+    let pair = pair_with_schema().await;
+    let cfg = ConfigFile::for_pair(&pair, "");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    pair.left
+        .execute(
+            "insert into parent values (1, 'one'), (2, 'two'), (3, 'three');
+             insert into child values (10, 1, '{\"a\": 1}'), (11, 2, null);
+             insert into \"Mixed Case\" values ('a\tb', 1), (E'back\\\\slash', 2);",
+        )
+        .await
+        .unwrap();
+    pair.right
+        .execute(
+            "insert into parent values (100, 'hundred');
+             insert into child values (1000, 100, '[1,2]');",
+        )
+        .await
+        .unwrap();
+    pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
+        .await
+        .assert_code(0);
+    assert_converged(&pair).await;
+    let right = pair.right.client().await.unwrap();
+    let n: i64 = right
+        .query_one("select count(*) from parent", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4);
+
+    // Updates, deletes and a key change, both ways.
+    pair.left
+        .execute(
+            "update parent set name = 'uno' where id = 1;
+             delete from child where id = 11; delete from parent where id = 2;
+             update \"Mixed Case\" set \"Key\" = 'moved' where n = 1;",
+        )
+        .await
+        .unwrap();
+    pair.right
+        .execute("update child set v = '{\"b\": 2}' where id = 1000;")
+        .await
+        .unwrap();
+    pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
+        .await
+        .assert_code(0);
+    assert_converged(&pair).await;
+    let keys: Vec<String> = right
+        .query("select \"Key\" from \"Mixed Case\" order by 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, ["back\\slash", "moved"]);
+}
