@@ -113,3 +113,39 @@ async fn changes_on_both_sides_reach_the_other_and_nothing_echoes() {
         .collect();
     assert_eq!(keys, ["back\\slash", "moved"]);
 }
+
+/// A child inserted on one side while the other deletes its parent: the foreign
+/// key makes it a conflict; the policy decides, and the batch never loops.
+#[tokio::test]
+async fn child_of_a_parent_deleted_on_the_other_side_is_a_conflict() {
+    for (policy, parent_survives) in [("left_wins", false), ("right_wins", true)] {
+        let pair = pair_with_schema().await;
+        let cfg = ConfigFile::for_pair(&pair, &format!("[replication]\nconflict = \"{policy}\""));
+        pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+        pair.left.execute("insert into parent values (1, 'p')").await.unwrap();
+        pgduplex_async(&cfg.path, &["replicate", "--until-idle"]).await.assert_code(0);
+        pair.left.execute("delete from parent where id = 1").await.unwrap();
+        pair.right
+            .execute("insert into child values (5, 1, null)")
+            .await
+            .unwrap();
+        let run = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            pgduplex_async(&cfg.path, &["replicate", "--until-idle"]),
+        )
+        .await
+        .expect("replicate --until-idle must not loop on a foreign-key conflict");
+        run.assert_code(0);
+        assert_converged(&pair).await;
+        let left = pair.left.client().await.unwrap();
+        let parents: i64 = left.query_one("select count(*) from parent", &[]).await.unwrap().get(0);
+        let children: i64 = left.query_one("select count(*) from child", &[]).await.unwrap().get(0);
+        assert_eq!((parents, children), if parent_survives { (1, 1) } else { (0, 0) }, "{policy}");
+        let logged: i64 = left
+            .query_one("select count(*) from pgduplex.conflicts where kind = 'foreign_key'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(logged, 1, "{policy}: conflict log");
+    }
+}

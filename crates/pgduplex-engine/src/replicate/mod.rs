@@ -22,6 +22,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod fk;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -129,6 +130,7 @@ pub struct Replicator {
     endpoints: [Endpoint; 2],
     plans: Vec<TablePlan>,
     order: Vec<usize>,
+    fks: Vec<fk::FkPlan>,
     replica_role: [bool; 2],
     owner: String,
     pub stats: Stats,
@@ -232,8 +234,10 @@ impl Replicator {
             env!("CARGO_PKG_VERSION"),
             std::process::id()
         );
+        let fks = fk::FkPlan::from_catalog(&plans, &left.catalog.foreign_keys);
         Ok(Replicator {
             config: config.clone(),
+            fks,
             endpoints: endpoints(config)?,
             plans,
             order,
@@ -587,26 +591,22 @@ impl Replicator {
                 });
             }
         }
-        for (i, p) in plans.iter().enumerate() {
-            if !pending[i] {
-                continue;
-            }
-            let room = cap.saturating_sub(read.delta_rows);
-            if room == 0 {
-                read.cut = true;
-                break;
-            }
+        let which: Vec<usize> = (0..n).filter(|&i| pending[i]).collect();
+        if !which.is_empty() {
             let rows = c
                 .read
-                .query(&p.read_deltas(c.side), &[&(room as i64), &bound])
+                .query(
+                    &plan::read_deltas(plans, &which, c.side),
+                    &[&(cap as i64), &bound],
+                )
                 .await?;
-            if rows.len() == room {
+            if rows.len() == cap {
                 read.cut = true;
             }
-            read.delta_rows += rows.len();
-            let nkey = p.key.len();
+            read.delta_rows = rows.len();
             for r in rows {
-                let key: Key = (0..nkey).map(|k| r.get::<_, String>(3 + k)).collect();
+                let i = r.get::<_, i32>(1) as usize;
+                let key: Key = r.get(3);
                 let e = read.changes[i].entry(key).or_default();
                 e.seqs.push(r.get(0));
                 e.last_at = e.last_at.max(r.get(2));
@@ -672,7 +672,19 @@ impl Replicator {
             Self::read_side(plans, &conns[1], &pending[1], cap)
         )?;
         let images = self.conflict_images(conns, [&lr, &rr]).await?;
-        let [to_right, to_left] = plan_directions(plans, [&lr, &rr], &images);
+        let mut dirs = plan_directions(plans, [&lr, &rr], &images);
+        let fk_conflicts = fk::resolve(
+            &self.fks,
+            plans,
+            [&lr, &rr],
+            [&conns[0].read, &conns[1].read],
+            &mut dirs,
+        )
+        .await?;
+        if fk_conflicts > 0 {
+            tracing::info!("{fk_conflicts} foreign-key conflict(s) between the sides' changes; decided by policy and logged");
+        }
+        let [to_right, to_left] = dirs;
         self.batch_no += 1;
         let sync = self.config.replication.sync.clone();
         let ctx = |source: Side| ApplyContext {

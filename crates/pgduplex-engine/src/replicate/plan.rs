@@ -115,12 +115,16 @@ impl TablePlan {
             .collect()
     }
 
-    fn key_col(&self, i: usize) -> String {
+    pub(crate) fn key_col(&self, i: usize) -> String {
         quote_ident(&self.columns[self.key[i]].name)
     }
 
     /// `prefix.k1 = other.x1 AND ...` over the key columns.
-    fn key_join(&self, left: impl Fn(usize) -> String, right: impl Fn(usize) -> String) -> String {
+    pub(crate) fn key_join(
+        &self,
+        left: impl Fn(usize) -> String,
+        right: impl Fn(usize) -> String,
+    ) -> String {
         (0..self.key.len())
             .map(|i| format!("{} = {}", left(i), right(i)))
             .collect::<Vec<_>>()
@@ -243,19 +247,19 @@ impl TablePlan {
             .join(", ")
     }
 
-    /// Reads up to `$1` deltas with a seq below `$2`, oldest first.
-    pub fn read_deltas(&self, side: Side) -> String {
+    /// One branch of the delta read (see [`read_deltas`]): up to `$1` deltas with a
+    /// seq below `$2`, oldest first, tagged with `plan` and the key as a text array.
+    fn delta_branch(&self, side: Side, plan: usize) -> String {
         format!(
-            "SELECT seq, op::pg_catalog.text, {at}, {keys} FROM {} \
-             WHERE seq < $2 ORDER BY seq LIMIT $1",
+            "(SELECT seq, {plan}::pg_catalog.int4 AS plan, {at} AS at, ARRAY[{keys}] AS key FROM {} \
+             WHERE seq < $2 ORDER BY seq LIMIT $1)",
             self.delta_of(side).quoted(),
             at = captured_micros(""),
             keys = self.key_text("k"),
         )
     }
-
     /// `unnest($1::text[], ...) AS u(a1, ...)` joined to the table on the key.
-    fn key_param_join(&self, alias: &str) -> String {
+    pub(crate) fn key_param_join(&self, alias: &str) -> String {
         let params = (1..=self.key.len())
             .map(|i| format!("${i}::pg_catalog.text[]"))
             .collect::<Vec<_>>()
@@ -469,6 +473,19 @@ impl TablePlan {
             self.delta_of(side).quoted()
         )
     }
+}
+
+/// The oldest `$1` deltas below seq `$2` over the given plans' delta tables, in
+/// one statement and in global seq order: a batch cut by the cap is a prefix of
+/// the order in which the source made its changes (a parent's insert before its
+/// children's, children's deletes before their parent's).
+pub fn read_deltas(plans: &[TablePlan], which: &[usize], side: Side) -> String {
+    let branches = which
+        .iter()
+        .map(|&i| plans[i].delta_branch(side, i))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!("SELECT seq, plan, at, key FROM ({branches}) d ORDER BY seq LIMIT $1")
 }
 
 /// `captured_at` as microseconds since the epoch (int8).
