@@ -8,6 +8,8 @@ mod support;
 mod capture;
 mod check;
 mod config_errors;
+mod conflicts;
+mod hard_cases;
 mod identifiers;
 mod install;
 mod replicate;

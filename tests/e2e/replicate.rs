@@ -122,9 +122,17 @@ async fn child_of_a_parent_deleted_on_the_other_side_is_a_conflict() {
         let pair = pair_with_schema().await;
         let cfg = ConfigFile::for_pair(&pair, &format!("[replication]\nconflict = \"{policy}\""));
         pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
-        pair.left.execute("insert into parent values (1, 'p')").await.unwrap();
-        pgduplex_async(&cfg.path, &["replicate", "--until-idle"]).await.assert_code(0);
-        pair.left.execute("delete from parent where id = 1").await.unwrap();
+        pair.left
+            .execute("insert into parent values (1, 'p')")
+            .await
+            .unwrap();
+        pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
+            .await
+            .assert_code(0);
+        pair.left
+            .execute("delete from parent where id = 1")
+            .await
+            .unwrap();
         pair.right
             .execute("insert into child values (5, 1, null)")
             .await
@@ -138,14 +146,140 @@ async fn child_of_a_parent_deleted_on_the_other_side_is_a_conflict() {
         run.assert_code(0);
         assert_converged(&pair).await;
         let left = pair.left.client().await.unwrap();
-        let parents: i64 = left.query_one("select count(*) from parent", &[]).await.unwrap().get(0);
-        let children: i64 = left.query_one("select count(*) from child", &[]).await.unwrap().get(0);
-        assert_eq!((parents, children), if parent_survives { (1, 1) } else { (0, 0) }, "{policy}");
+        let parents: i64 = left
+            .query_one("select count(*) from parent", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let children: i64 = left
+            .query_one("select count(*) from child", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            (parents, children),
+            if parent_survives { (1, 1) } else { (0, 0) },
+            "{policy}"
+        );
         let logged: i64 = left
-            .query_one("select count(*) from pgduplex.conflicts where kind = 'foreign_key'", &[])
+            .query_one(
+                "select count(*) from pgduplex.conflicts where kind = 'foreign_key'",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
         assert_eq!(logged, 1, "{policy}: conflict log");
     }
+}
+
+/// The daemon as a child process, killed when dropped; stderr goes to a file.
+struct Daemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(cfg: &ConfigFile, dir: &std::path::Path) -> Daemon {
+        let log = dir.join("daemon.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+            .args(["--config"])
+            .arg(&cfg.path)
+            .arg("replicate")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// A column added on one side only (the DDL freeze broken) pauses that table with
+/// a message; the other tables keep replicating; the same DDL on the other side
+/// resumes it and the sides converge.
+#[tokio::test]
+async fn schema_drift_pauses_the_table_and_resumes_when_both_sides_match() {
+    let pair = pair_with_schema().await;
+    let cfg = ConfigFile::for_pair(&pair, "");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&cfg, dir.path());
+    let (left, right) = (
+        pair.left.client().await.unwrap(),
+        pair.right.client().await.unwrap(),
+    );
+    left.batch_execute("insert into parent select g, 'p' || g from generate_series(1, 50) g")
+        .await
+        .unwrap();
+    wait_for(30, "first rows replicated", || async {
+        count(&right, "select count(*) from parent").await == 50
+    })
+    .await;
+
+    left.batch_execute("alter table parent add column note text")
+        .await
+        .unwrap();
+    left.batch_execute(
+        "update parent set note = 'n' || id where id <= 10; insert into parent values (51, 'x', 'y');
+         insert into \"Mixed Case\" values ('other table', 1);",
+    )
+    .await
+    .unwrap();
+    wait_for(30, "the other table keeps replicating", || async {
+        count(&right, "select count(*) from \"Mixed Case\"").await == 1
+    })
+    .await;
+    wait_for(30, "the pause is logged", || async {
+        daemon.log().contains(
+            "public.parent: replication of this table is PAUSED: column note only on the left",
+        )
+    })
+    .await;
+    assert_eq!(
+        count(&right, "select count(*) from parent").await,
+        50,
+        "no row of the paused table was applied"
+    );
+
+    right
+        .batch_execute("alter table parent add column note text")
+        .await
+        .unwrap();
+    wait_for(30, "the paused table resumes and converges", || async {
+        count(&right, "select count(*) from parent where note is not null").await == 11
+    })
+    .await;
+    assert!(
+        daemon.log().contains("replication of this table resumes"),
+        "{}",
+        daemon.log()
+    );
+    let status = daemon.terminate();
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    assert_converged(&pair).await;
 }

@@ -18,6 +18,9 @@ use super::batch::{decide, Conflict, Direction, Key, SideRead, TruncateAction, W
 use super::plan::TablePlan;
 use super::ReplError;
 
+/// `lock_timeout` of the apply transaction, in ms (see `apply_in`).
+const APPLY_LOCK_TIMEOUT_MS: u32 = 5000;
+
 /// What the apply of one direction did.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -320,7 +323,15 @@ async fn apply_in(
     applied: &mut Applied,
 ) -> Result<bool, ReplError> {
     let plans = ctx.plans;
-    let mut setup = format!("SET LOCAL {APPLYING_SETTING} = 'on'; SET CONSTRAINTS ALL DEFERRED;");
+    // lock_timeout: this daemon's read transaction holds ACCESS SHARE on the
+    // tables it read; an application's ALTER TABLE queued behind it and this
+    // apply queued behind the ALTER would wait for each other for ever, a cycle
+    // PostgreSQL cannot see (its last link is inside the daemon). The apply gives
+    // up instead, the cycle is retried after both snapshots are released.
+    let mut setup = format!(
+        "SET LOCAL {APPLYING_SETTING} = 'on'; SET CONSTRAINTS ALL DEFERRED; SET LOCAL lock_timeout = '{}ms';",
+        APPLY_LOCK_TIMEOUT_MS
+    );
     if ctx.replica_role {
         setup.push_str(" SET LOCAL session_replication_role = replica;");
     }
@@ -338,12 +349,22 @@ async fn apply_in(
     for action in &dir.truncates {
         match action {
             TruncateAction::Truncate(relations) => {
-                let list = relations
-                    .iter()
-                    .map(|r| r.quoted())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                tx.batch_execute(&format!("TRUNCATE {list}")).await?;
+                if relations.iter().any(|(p, _)| ctx.target_read.locked[*p]) {
+                    let mut rels = relations.clone();
+                    let rank = |p: usize| ctx.order.iter().position(|&o| o == p);
+                    rels.sort_by_key(|(p, _)| std::cmp::Reverse(rank(*p)));
+                    for (_, r) in rels {
+                        tx.batch_execute(&format!("DELETE FROM {}", r.quoted()))
+                            .await?;
+                    }
+                } else {
+                    let list = relations
+                        .iter()
+                        .map(|(_, r)| r.quoted())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    tx.batch_execute(&format!("TRUNCATE {list}")).await?;
+                }
             }
             TruncateAction::DeleteExcept { plan, keep } => {
                 let p = &plans[*plan];

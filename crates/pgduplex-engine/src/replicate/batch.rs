@@ -115,8 +115,11 @@ pub fn decide(policy: ConflictPolicy, at: [i64; 2]) -> Winner {
 /// How a TRUNCATE from the source is replayed on the target.
 #[derive(Clone, Debug)]
 pub enum TruncateAction {
-    /// `TRUNCATE` of these relations in one statement (one source transaction).
-    Truncate(Vec<TableName>),
+    /// `TRUNCATE` of these relations (with their plans) in one statement (one
+    /// source transaction); a `DELETE` of each, children first, when the target's
+    /// read transaction holds one of them (a TRUNCATE would wait for this very
+    /// daemon).
+    Truncate(Vec<(usize, TableName)>),
     /// `DELETE` of every row of plan `plan` except `keep` (the target's own changes
     /// that won against the TRUNCATE; empty = delete all: the target's read
     /// transaction holds the table, so a TRUNCATE would wait for this very daemon).
@@ -198,9 +201,9 @@ pub fn plan_directions(
     let mut dropped = [vec![false; n], vec![false; n]];
     for s in [Side::Left, Side::Right] {
         let (src, tgt) = (reads[idx(s)], reads[idx(s.other())]);
-        let mut group: Vec<TableName> = Vec::new();
+        let mut group: Vec<(usize, TableName)> = Vec::new();
         let mut group_txid = None;
-        let flush = |group: &mut Vec<TableName>, dir: &mut Direction| {
+        let flush = |group: &mut Vec<(usize, TableName)>, dir: &mut Direction| {
             if !group.is_empty() {
                 dir.truncates
                     .push(TruncateAction::Truncate(std::mem::take(group)));
@@ -214,7 +217,7 @@ pub fn plan_directions(
                 group_txid = Some(ev.txid);
             }
             if other_pending.is_empty() && !tgt.locked[ev.plan] {
-                group.push(ev.relation.clone());
+                group.push((ev.plan, ev.relation.clone()));
                 dirs[idx(s)].truncate_seqs.push(ev.seq);
                 continue;
             }

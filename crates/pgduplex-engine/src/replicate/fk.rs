@@ -155,9 +155,17 @@ pub async fn resolve(
     reads: [&SideRead; 2],
     clients: [&Client; 2],
     dirs: &mut [Direction; 2],
+    touched: &mut Vec<usize>,
 ) -> Result<usize, tokio_postgres::Error> {
     let mut found = 0;
     for fk in fks {
+        let relevant = (0..2)
+            .any(|d| !dirs[d].keys[fk.child].is_empty() || !dirs[d].keys[fk.parent].is_empty());
+        if !relevant {
+            continue;
+        }
+        // The checks read both tables in both read transactions.
+        touched.extend([fk.child, fk.parent]);
         let (child, parent) = (&plans[fk.child], &plans[fk.parent]);
         for s in [Side::Left, Side::Right] {
             let t = s.other();

@@ -131,6 +131,8 @@ pub struct Replicator {
     plans: Vec<TablePlan>,
     order: Vec<usize>,
     fks: Vec<fk::FkPlan>,
+    /// Per plan: why the table is paused (its columns differ between the sides).
+    paused: Vec<Option<String>>,
     replica_role: [bool; 2],
     owner: String,
     pub stats: Stats,
@@ -237,6 +239,7 @@ impl Replicator {
         let fks = fk::FkPlan::from_catalog(&plans, &left.catalog.foreign_keys);
         Ok(Replicator {
             config: config.clone(),
+            paused: vec![None; plans.len()],
             fks,
             endpoints: endpoints(config)?,
             plans,
@@ -334,6 +337,8 @@ impl Replicator {
             epoch[1]
         );
         self.recover(&conns).await?;
+        let all: Vec<usize> = (0..self.plans.len()).collect();
+        self.check_columns(&conns, &all).await?;
         let poll = self.config.replication.poll_interval;
         let max_rows = self.config.replication.batch_rows as usize;
         let mut rows_cap = max_rows;
@@ -343,9 +348,31 @@ impl Replicator {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let pending = self.poll(&conns).await?;
+            let mut pending = self.poll(&conns).await?;
+            let touched: Vec<usize> = (0..self.plans.len())
+                .filter(|&i| pending[0][i] || pending[1][i])
+                .collect();
+            self.check_columns(&conns, &touched).await?;
+            for (i, p) in self.paused.iter().enumerate() {
+                if p.is_some() {
+                    pending[0][i] = false;
+                    pending[1][i] = false;
+                }
+            }
             let any = pending.iter().any(|p| p.iter().any(|&b| b));
             if !any {
+                let paused: Vec<String> = touched
+                    .iter()
+                    .filter(|&&i| self.paused[i].is_some())
+                    .map(|&i| self.plans[i].name.to_string())
+                    .collect();
+                if options.until_idle && !paused.is_empty() {
+                    return Err(ReplError::Fatal(format!(
+                        "everything else is replicated, but changes of paused table(s) {} are pending: \
+                         make their columns match on both sides, then run again",
+                        paused.join(", ")
+                    )));
+                }
                 if options.until_idle {
                     tracing::info!("no pending changes on either side");
                     return Ok(());
@@ -376,6 +403,89 @@ impl Replicator {
                 rows_cap = ((bytes_cap / per_row) as usize).clamp(1, max_rows);
             }
         }
+    }
+
+    /// Compares the columns of plans `which` between the sides. A table whose
+    /// columns differ is paused (its deltas wait) with a message saying what
+    /// differs; when they match again it resumes, with the new column list if
+    /// both sides changed alike.
+    async fn check_columns(&mut self, conns: &[Conn; 2], which: &[usize]) -> Result<(), ReplError> {
+        type Cols = Vec<(String, String, bool, Option<char>)>;
+        if which.is_empty() {
+            return Ok(());
+        }
+        let schemas: Vec<String> = which
+            .iter()
+            .map(|&i| self.plans[i].name.schema.clone())
+            .collect();
+        let names: Vec<String> = which
+            .iter()
+            .map(|&i| self.plans[i].name.name.clone())
+            .collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&schemas, &names];
+        let (l, r) = tokio::try_join!(
+            conns[0].apply.query(plan::COLUMNS_SQL, &params),
+            conns[1].apply.query(plan::COLUMNS_SQL, &params)
+        )?;
+        let group = |rows: Vec<tokio_postgres::Row>| {
+            let mut m: HashMap<TableName, Cols> = HashMap::new();
+            for r in rows {
+                let identity: Option<String> = r.get(5);
+                m.entry(TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+                    .or_default()
+                    .push((
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        identity.and_then(|s| s.chars().next()),
+                    ));
+            }
+            m
+        };
+        let (gl, gr) = (group(l), group(r));
+        for &i in which {
+            let name = self.plans[i].name.clone();
+            let lc = gl.get(&name).cloned().unwrap_or_default();
+            let rc = gr.get(&name).cloned().unwrap_or_default();
+            let reason = columns_differ(&lc, &rc).or_else(|| {
+                match self.plans[i].with_columns(&lc) {
+                    None => Some("a key column is gone".to_string()),
+                    Some(p) => {
+                        if p.columns != self.plans[i].columns {
+                            tracing::info!("{name}: the columns changed alike on both sides; replicating the new columns");
+                            self.plans[i] = p;
+                        }
+                        None
+                    }
+                }
+            });
+            match reason {
+                Some(r) => {
+                    if self.paused[i].as_ref() != Some(&r) {
+                        tracing::warn!(
+                            "{name}: replication of this table is PAUSED: {r}. Its changes are kept and the other \
+                             tables continue; apply the same DDL on both sides and it resumes by itself"
+                        );
+                        self.paused[i] = Some(r);
+                    }
+                }
+                None => {
+                    if self.paused[i].take().is_some() {
+                        tracing::info!("{name}: the columns match on both sides again; replication of this table resumes");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tables paused because their columns differ, with the reason.
+    pub fn paused(&self) -> Vec<(TableName, String)> {
+        self.plans
+            .iter()
+            .zip(&self.paused)
+            .filter_map(|(p, r)| r.clone().map(|r| (p.name.clone(), r)))
+            .collect()
     }
 
     async fn lock(
@@ -667,20 +777,26 @@ impl Replicator {
         cap: usize,
     ) -> Result<CycleOutcome, ReplError> {
         let plans = &self.plans;
-        let (lr, rr) = tokio::try_join!(
+        let (mut lr, mut rr) = tokio::try_join!(
             Self::read_side(plans, &conns[0], &pending[0], cap),
             Self::read_side(plans, &conns[1], &pending[1], cap)
         )?;
         let images = self.conflict_images(conns, [&lr, &rr]).await?;
         let mut dirs = plan_directions(plans, [&lr, &rr], &images);
+        let mut touched = Vec::new();
         let fk_conflicts = fk::resolve(
             &self.fks,
             plans,
             [&lr, &rr],
             [&conns[0].read, &conns[1].read],
             &mut dirs,
+            &mut touched,
         )
         .await?;
+        for i in touched {
+            lr.locked[i] = true;
+            rr.locked[i] = true;
+        }
         if fk_conflicts > 0 {
             tracing::info!("{fk_conflicts} foreign-key conflict(s) between the sides' changes; decided by policy and logged");
         }
@@ -769,6 +885,40 @@ impl Replicator {
         }
         Ok(outcome)
     }
+}
+
+/// What differs between the sides' columns of one table, if anything.
+fn columns_differ(
+    left: &[(String, String, bool, Option<char>)],
+    right: &[(String, String, bool, Option<char>)],
+) -> Option<String> {
+    if left.is_empty() || right.is_empty() {
+        let side = if left.is_empty() { "left" } else { "right" };
+        return Some(format!("the table is missing on the {side} side"));
+    }
+    let find = |cols: &[(String, String, bool, Option<char>)], n: &str| {
+        cols.iter().find(|c| c.0 == n).cloned()
+    };
+    let mut problems = Vec::new();
+    for c in left {
+        match find(right, &c.0) {
+            None => problems.push(format!("column {} only on the left", c.0)),
+            Some(o) if o.1 != c.1 => problems.push(format!(
+                "column {} is {} on the left, {} on the right",
+                c.0, c.1, o.1
+            )),
+            Some(o) if o.2 != c.2 => {
+                problems.push(format!("column {} is generated on one side only", c.0))
+            }
+            Some(_) => {}
+        }
+    }
+    for c in right {
+        if find(left, &c.0).is_none() {
+            problems.push(format!("column {} only on the right", c.0));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
 }
 
 #[derive(Debug, Default)]

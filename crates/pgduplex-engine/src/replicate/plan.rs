@@ -75,29 +75,52 @@ impl TablePlan {
                     .expect("key columns are written columns")
             })
             .collect();
-        let mut h: u64 = 0xcbf29ce484222325;
-        for c in &columns {
-            for b in c
-                .name
-                .bytes()
-                .chain([0])
-                .chain(c.type_name.bytes())
-                .chain([0])
-            {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x100000001b3);
-            }
-        }
         TablePlan {
             name: table.name.clone(),
             partitioned: table.kind == TableKind::Partitioned,
-            columns,
             key,
             policy,
             delta: ids.map(|id| TableName::new(pgduplex_pg::SCHEMA, format!("delta_{id}"))),
             table_id: ids,
-            tag: format!("{}_{:08x}", ids[0], h as u32),
+            tag: tag(ids[0], &columns),
+            columns,
         }
+    }
+
+    /// The same table with the columns found now (`(name, type, generated,
+    /// identity)` in table order), or `None` when a key column is gone.
+    pub fn with_columns(
+        &self,
+        found: &[(String, String, bool, Option<char>)],
+    ) -> Option<TablePlan> {
+        let key_names: Vec<&str> = self
+            .key
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .collect();
+        let columns: Vec<PlanColumn> = found
+            .iter()
+            .filter(|(_, _, generated, _)| !generated)
+            .map(|(name, ty, _, identity)| PlanColumn {
+                name: name.clone(),
+                type_name: ty.clone(),
+                identity: *identity,
+            })
+            .collect();
+        let key = key_names
+            .iter()
+            .map(|k| columns.iter().position(|c| c.name == *k))
+            .collect::<Option<Vec<usize>>>()?;
+        Some(TablePlan {
+            tag: tag(self.table_id[0], &columns),
+            columns,
+            key,
+            name: self.name.clone(),
+            partitioned: self.partitioned,
+            policy: self.policy,
+            delta: self.delta.clone(),
+            table_id: self.table_id,
+        })
     }
 
     pub fn delta_of(&self, side: Side) -> &TableName {
@@ -261,7 +284,7 @@ impl TablePlan {
     /// `unnest($1::text[], ...) AS u(a1, ...)` joined to the table on the key.
     pub(crate) fn key_param_join(&self, alias: &str) -> String {
         let params = (1..=self.key.len())
-            .map(|i| format!("${i}::pg_catalog.text[]"))
+            .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
             .collect::<Vec<_>>()
             .join(", ");
         let names = (1..=self.key.len())
@@ -273,7 +296,7 @@ impl TablePlan {
             |i| format!("{alias}.{}", self.key_col(i)),
             |i| format!("u.a{}::{}", i + 1, types[i]),
         );
-        format!("pg_catalog.unnest({params}) AS u({names}) ON {on}")
+        format!("ROWS FROM ({params}) AS u({names}) ON {on}")
     }
 
     /// The whole rows (jsonb text) of the keys given as one text array per key
@@ -294,7 +317,7 @@ impl TablePlan {
     /// lost against this side's own changes to some keys).
     pub fn delete_all_except(&self) -> String {
         let params = (1..=self.key.len())
-            .map(|i| format!("${i}::pg_catalog.text[]"))
+            .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
             .collect::<Vec<_>>()
             .join(", ");
         let names = (1..=self.key.len())
@@ -307,7 +330,7 @@ impl TablePlan {
             |i| format!("u.a{}::{}", i + 1, types[i]),
         );
         format!(
-            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.unnest({params}) AS u({names}) WHERE {on})",
+            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM ROWS FROM ({params}) AS u({names}) WHERE {on})",
             self.name.quoted()
         )
     }
@@ -388,7 +411,7 @@ impl TablePlan {
         let types = self.key_types();
         self.key_join(
             |i| self.stage_col(i),
-            |i| format!("${}::{}", i + 1, types[i]),
+            |i| format!("${}::pg_catalog.text::{}", i + 1, types[i]),
         )
     }
 
@@ -430,7 +453,7 @@ impl TablePlan {
         let types = self.key_types();
         let on = self.key_join(
             |i| format!("t.{}", self.key_col(i)),
-            |i| format!("${}::{}", i + 1, types[i]),
+            |i| format!("${}::pg_catalog.text::{}", i + 1, types[i]),
         );
         format!("SELECT 1 FROM {} t WHERE {on}", self.name.quoted())
     }
@@ -438,7 +461,10 @@ impl TablePlan {
     /// Per-row fallback: DELETE of one target row.
     pub fn delete_one(&self) -> String {
         let types = self.key_types();
-        let on = self.key_join(|i| self.key_col(i), |i| format!("${}::{}", i + 1, types[i]));
+        let on = self.key_join(
+            |i| self.key_col(i),
+            |i| format!("${}::pg_catalog.text::{}", i + 1, types[i]),
+        );
         format!("DELETE FROM {} WHERE {on}", self.name.quoted())
     }
 
@@ -474,6 +500,41 @@ impl TablePlan {
         )
     }
 }
+
+/// Names a plan's temporary tables: the left id and a hash of the columns, so a
+/// changed column list gets new tables.
+fn tag(id: i32, columns: &[PlanColumn]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for c in columns {
+        for b in c
+            .name
+            .bytes()
+            .chain([0])
+            .chain(c.type_name.bytes())
+            .chain([0])
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{id}_{:08x}", h as u32)
+}
+
+/// The columns of the given tables (`$1` schemas, `$2` names) as the daemon
+/// compares them between the sides: name, type (qualified outside pg_catalog),
+/// generated, identity; in table order.
+pub const COLUMNS_SQL: &str = "SELECT n.nspname::text, c.relname::text, a.attname::text, \
+       CASE WHEN tn.nspname = 'pg_catalog' THEN pg_catalog.format_type(a.atttypid, a.atttypmod) \
+            ELSE pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.typname) END, \
+       a.attgenerated <> '', NULLIF(a.attidentity, '')::text \
+  FROM pg_catalog.pg_attribute a \
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+ WHERE a.attnum > 0 AND NOT a.attisdropped \
+   AND (n.nspname, c.relname) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]))) \
+ ORDER BY n.nspname, c.relname, a.attnum";
 
 /// The oldest `$1` deltas below seq `$2` over the given plans' delta tables, in
 /// one statement and in global seq order: a batch cut by the cap is a prefix of

@@ -1,0 +1,627 @@
+//! Conflicts: a key changed on both sides since they last agreed is decided by the
+//! table's policy, the winner's row ends up on both sides (or, under `ignore`, each
+//! side keeps its own), and the conflict is logged in `pgduplex.conflicts` with both
+//! row images. Two sides that now hold the same row are not in conflict.
+//!
+//! Every case starts from a fresh pair that agrees (the same rows inserted on both
+//! sides and replicated once), then changes both sides while no daemon runs, then
+//! runs `replicate --until-idle` once.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pgduplex_testkit::compare::compare_databases;
+use pgduplex_testkit::TestPair;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use crate::support::*;
+
+// ---------------------------------------------------------------------------
+// Helpers (also used by hard_cases.rs)
+// ---------------------------------------------------------------------------
+
+/// Runs `pgduplex --config <cfg> <args>` and waits at most `secs` seconds; on
+/// timeout the process is killed and the test fails with the tail of its output
+/// (a daemon retrying a failing batch for ever must not hang the test run), and,
+/// given the pair, what each side's sessions were waiting for.
+pub(crate) async fn run_bounded(
+    pair: Option<&TestPair>,
+    cfg: &Path,
+    args: &[&str],
+    secs: u64,
+) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let out = std::fs::File::create(&out_path).expect("stdout file");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("PGDUPLEX_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run pgduplex");
+    let waited = tokio::time::timeout(Duration::from_secs(secs), child.wait()).await;
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    match waited {
+        Ok(status) => {
+            let status = status.expect("wait for pgduplex");
+            Run {
+                code: status.code().unwrap_or(-1),
+                stdout: read(&out_path),
+                stderr: read(&err_path),
+            }
+        }
+        Err(_) => {
+            let mut sessions = String::new();
+            if let Some(pair) = pair {
+                for (side, db) in [("left", &pair.left), ("right", &pair.right)] {
+                    if let Ok(c) = db.client().await {
+                        sessions
+                            .push_str(&format!("\n--- {side} sessions\n  {}", activity(&c).await));
+                    }
+                }
+            }
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            let stderr = read(&err_path);
+            let tail: String = {
+                let chars: Vec<char> = stderr.chars().collect();
+                chars[chars.len().saturating_sub(6000)..].iter().collect()
+            };
+            panic!(
+                "pgduplex {args:?} did not finish within {secs} s (killed){sessions}\n--- stdout\n{}\n--- stderr (tail)\n{tail}",
+                read(&out_path)
+            );
+        }
+    }
+}
+
+/// `replicate --until-idle`, bounded to 60 s, must exit 0.
+pub(crate) async fn replicate_until_idle(pair: &TestPair, cfg: &Path) -> Run {
+    let run = run_bounded(Some(pair), cfg, &["replicate", "--until-idle"], 60).await;
+    run.assert_code(0);
+    run
+}
+
+/// The database's other sessions, what they wait for and who blocks them (for
+/// failure messages).
+pub(crate) async fn activity(c: &Client) -> String {
+    c.query(
+        "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
+                coalesce(wait_event_type || ':' || wait_event, ''), pg_blocking_pids(pid)::text, \
+                left(coalesce(query, ''), 160) \
+           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid",
+        &[],
+    )
+    .await
+    .map(|rows| {
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "pid {} [{}] {} wait={} blocked_by={} {}",
+                    r.get::<_, i32>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, String>(3),
+                    r.get::<_, String>(4),
+                    r.get::<_, String>(5)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    })
+    .unwrap_or_else(|e| e.to_string())
+}
+
+/// Pending delta rows plus TRUNCATE log rows on one side.
+pub(crate) async fn pending(c: &Client) -> i64 {
+    let tables: Vec<i32> = c
+        .query("SELECT id FROM pgduplex.replicated_table", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut n: i64 = c
+        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for id in tables {
+        n += c
+            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    n
+}
+
+/// Both sides hold the same rows, nothing is pending and the ledgers are empty.
+pub(crate) async fn assert_converged(pair: &TestPair) {
+    let (l, r) = clients(pair).await;
+    compare_databases(&l, &r).await.unwrap().assert_identical();
+    assert_no_pending(&l, &r).await;
+}
+
+pub(crate) async fn assert_no_pending(l: &Client, r: &Client) {
+    assert_eq!(pending(l).await, 0, "left has pending deltas");
+    assert_eq!(pending(r).await, 0, "right has pending deltas");
+    for (side, c) in [("left", l), ("right", r)] {
+        let ledger: i64 = c
+            .query_one("SELECT count(*) FROM pgduplex.applied", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ledger, 0, "{side} ledger not cleaned");
+    }
+}
+
+pub(crate) async fn clients(pair: &TestPair) -> (Client, Client) {
+    (
+        pair.left.client().await.unwrap(),
+        pair.right.client().await.unwrap(),
+    )
+}
+
+/// A row of `pgduplex.conflicts` as the tests compare it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Logged {
+    pub sync: String,
+    pub table: String,
+    pub key: Option<Value>,
+    pub kind: String,
+    pub left_row: Option<Value>,
+    pub right_row: Option<Value>,
+    /// `left_changed_at`, `right_changed_at` are set.
+    pub times: (bool, bool),
+    /// `left_changed_at < right_changed_at` (None when either is missing).
+    pub left_earlier: Option<bool>,
+    pub policy: String,
+    pub winner: String,
+}
+
+pub(crate) async fn conflict_log(c: &Client) -> Vec<Logged> {
+    let json = |s: Option<String>| s.map(|s| serde_json::from_str::<Value>(&s).unwrap());
+    c.query(
+        "SELECT sync, table_schema || '.' || table_name, key::text, kind, left_row::text, right_row::text, \
+                left_changed_at IS NOT NULL, right_changed_at IS NOT NULL, \
+                left_changed_at < right_changed_at, policy, winner \
+           FROM pgduplex.conflicts ORDER BY table_schema, table_name, key::text, id",
+        &[],
+    )
+    .await
+    .expect("read pgduplex.conflicts")
+    .into_iter()
+    .map(|r| Logged {
+        sync: r.get(0),
+        table: r.get(1),
+        key: json(r.get(2)),
+        kind: r.get(3),
+        left_row: json(r.get(4)),
+        right_row: json(r.get(5)),
+        times: (r.get(6), r.get(7)),
+        left_earlier: r.get(8),
+        policy: r.get(9),
+        winner: r.get(10),
+    })
+    .collect()
+}
+
+/// `pgduplex.conflicts` is empty on this side.
+pub(crate) async fn assert_no_conflicts(c: &Client, ctx: &str) {
+    let log = conflict_log(c).await;
+    assert!(
+        log.is_empty(),
+        "{ctx}: unexpected conflicts logged: {log:#?}"
+    );
+}
+
+/// The row of `table` with `id = key` as jsonb (None: absent).
+pub(crate) async fn image(c: &Client, table: &str, key: i32) -> Option<Value> {
+    c.query_opt(
+        &format!("SELECT to_jsonb(t)::text FROM {table} t WHERE id = $1"),
+        &[&key],
+    )
+    .await
+    .unwrap()
+    .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+}
+
+/// Every row of `table` as text, by id.
+pub(crate) async fn rows(c: &Client, table: &str) -> Vec<String> {
+    c.query(&format!("SELECT t::text FROM {table} t ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Setup
+// ---------------------------------------------------------------------------
+
+const SCHEMA: &str = "create table t (id int primary key, v text);";
+const INITIAL: &str = "insert into t values (1, 'base'), (2, 'two'), (3, 'three');";
+
+fn policy_config(policy: &str) -> String {
+    format!("[replication]\nconflict = \"{policy}\"")
+}
+
+/// A fresh pair holding `schema` and the same `initial` rows on both sides, after one
+/// replication: the identical inserts on both sides are not a conflict.
+async fn agreeing_pair(schema: &str, initial: &str, extra: &str) -> (TestPair, ConfigFile) {
+    let pair = TestPair::new().await;
+    pair.execute_both(schema).await.unwrap();
+    let cfg = ConfigFile::for_pair(&pair, extra);
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    pair.execute_both(initial).await.unwrap();
+    let (l, r) = clients(&pair).await;
+    assert!(pending(&l).await > 0 && pending(&r).await > 0);
+    replicate_until_idle(&pair, &cfg.path).await;
+    assert_converged(&pair).await;
+    assert_no_conflicts(&l, "identical inserts on both sides (left)").await;
+    assert_no_conflicts(&r, "identical inserts on both sides (right)").await;
+    (pair, cfg)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum S {
+    Left,
+    Right,
+}
+
+/// Runs `first_sql` on `first`, waits until the other server's clock is clearly
+/// past that commit, then runs `second_sql` on the other side: the second change is
+/// captured later, for certain.
+async fn change_in_order(pair: &TestPair, first: S, left_sql: &str, right_sql: &str) {
+    let (a, b, a_sql, b_sql) = match first {
+        S::Left => (&pair.left, &pair.right, left_sql, right_sql),
+        S::Right => (&pair.right, &pair.left, right_sql, left_sql),
+    };
+    a.execute(a_sql).await.unwrap();
+    let (ac, bc) = (a.client().await.unwrap(), b.client().await.unwrap());
+    let after: String = ac
+        .query_one("SELECT (clock_timestamp() + interval '5 ms')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    wait_for(
+        10,
+        "the second server's clock to pass the first change",
+        || {
+            let (bc, after) = (&bc, &after);
+            async move {
+                bc.query_one("SELECT clock_timestamp() > $1::text::timestamptz", &[after])
+                    .await
+                    .unwrap()
+                    .get::<_, bool>(0)
+            }
+        },
+    )
+    .await;
+    b.execute(b_sql).await.unwrap();
+}
+
+/// The policies with the order of the two changes, and the expected winner.
+/// `left_wins`/`right_wins` are run with the winner changing first, so that a
+/// timestamp-based decision would have picked the other side.
+fn cases() -> Vec<(&'static str, S, Option<S>)> {
+    vec![
+        ("left_wins", S::Left, Some(S::Left)),
+        ("right_wins", S::Right, Some(S::Right)),
+        ("latest_wins", S::Left, Some(S::Right)),
+        ("latest_wins", S::Right, Some(S::Left)),
+        ("ignore", S::Left, None),
+    ]
+}
+
+fn winner_str(w: Option<S>) -> &'static str {
+    match w {
+        Some(S::Left) => "left",
+        Some(S::Right) => "right",
+        None => "none",
+    }
+}
+
+/// One row conflict on key `key` of `public.t`: `left_sql` and `right_sql` leave the
+/// key as `left_image` / `right_image` (None: deleted). Checks every policy.
+async fn row_conflict(
+    what: &str,
+    key: i32,
+    left_sql: &str,
+    right_sql: &str,
+    left_image: Option<Value>,
+    right_image: Option<Value>,
+) {
+    for (policy, first, winner) in cases() {
+        let ctx = format!("{what} under {policy} ({first:?} changed first)");
+        let (pair, cfg) = agreeing_pair(SCHEMA, INITIAL, &policy_config(policy)).await;
+        change_in_order(&pair, first, left_sql, right_sql).await;
+        let (l, r) = clients(&pair).await;
+        assert_eq!(image(&l, "t", key).await, left_image, "{ctx}: setup");
+        assert_eq!(image(&r, "t", key).await, right_image, "{ctx}: setup");
+        let others_before = rows(&l, "t").await;
+
+        replicate_until_idle(&pair, &cfg.path).await;
+
+        let (want_left, want_right) = match winner {
+            Some(S::Left) => (&left_image, &left_image),
+            Some(S::Right) => (&right_image, &right_image),
+            None => (&left_image, &right_image),
+        };
+        assert_eq!(&image(&l, "t", key).await, want_left, "{ctx}: left's row");
+        assert_eq!(&image(&r, "t", key).await, want_right, "{ctx}: right's row");
+        if winner.is_some() {
+            assert_converged(&pair).await;
+        } else {
+            assert_no_pending(&l, &r).await;
+        }
+        // Rows not in conflict are untouched.
+        let untouched = |v: Vec<String>| -> Vec<String> {
+            v.into_iter()
+                .filter(|row| !row.starts_with(&format!("({key},")))
+                .collect()
+        };
+        assert_eq!(
+            untouched(rows(&r, "t").await),
+            untouched(others_before.clone()),
+            "{ctx}: other rows"
+        );
+
+        let expected = Logged {
+            sync: "main".into(),
+            table: "public.t".into(),
+            key: Some(json!([key.to_string()])),
+            kind: "row".into(),
+            left_row: left_image.clone(),
+            right_row: right_image.clone(),
+            times: (true, true),
+            left_earlier: Some(first == S::Left),
+            policy: policy.into(),
+            winner: winner_str(winner).into(),
+        };
+        for (side, c) in [("left", &l), ("right", &r)] {
+            assert_eq!(
+                conflict_log(c).await,
+                std::slice::from_ref(&expected),
+                "{ctx}: conflict log on {side}"
+            );
+        }
+        // A second run finds nothing to do and logs nothing more.
+        replicate_until_idle(&pair, &cfg.path).await;
+        assert_eq!(conflict_log(&l).await.len(), 1, "{ctx}: logged once");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Row conflicts
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn update_update() {
+    row_conflict(
+        "update/update",
+        1,
+        "update t set v = 'L' where id = 1",
+        "update t set v = 'R' where id = 1",
+        Some(json!({"id": 1, "v": "L"})),
+        Some(json!({"id": 1, "v": "R"})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn update_delete() {
+    row_conflict(
+        "update on left / delete on right",
+        1,
+        "update t set v = 'L' where id = 1",
+        "delete from t where id = 1",
+        Some(json!({"id": 1, "v": "L"})),
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn delete_update() {
+    row_conflict(
+        "delete on left / update on right",
+        2,
+        "delete from t where id = 2",
+        "update t set v = 'R' where id = 2",
+        None,
+        Some(json!({"id": 2, "v": "R"})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn insert_insert_of_one_key_with_different_values() {
+    row_conflict(
+        "insert/insert",
+        7,
+        "insert into t values (7, 'L')",
+        "insert into t values (7, 'R')",
+        Some(json!({"id": 7, "v": "L"})),
+        Some(json!({"id": 7, "v": "R"})),
+    )
+    .await;
+}
+
+/// Both sides make the key hold the same row (or none): not a conflict, under any
+/// policy.
+async fn not_a_conflict(
+    what: &str,
+    left_sql: &str,
+    right_sql: &str,
+    key: i32,
+    want: Option<Value>,
+) {
+    for policy in ["left_wins", "right_wins", "latest_wins", "ignore"] {
+        let ctx = format!("{what} under {policy}");
+        let (pair, cfg) = agreeing_pair(SCHEMA, INITIAL, &policy_config(policy)).await;
+        change_in_order(&pair, S::Left, left_sql, right_sql).await;
+        let (l, r) = clients(&pair).await;
+        assert!(
+            pending(&l).await > 0 && pending(&r).await > 0,
+            "{ctx}: setup"
+        );
+        replicate_until_idle(&pair, &cfg.path).await;
+        assert_converged(&pair).await;
+        assert_eq!(image(&l, "t", key).await, want, "{ctx}");
+        assert_no_conflicts(&l, &format!("{ctx}: left")).await;
+        assert_no_conflicts(&r, &format!("{ctx}: right")).await;
+    }
+}
+
+#[tokio::test]
+async fn delete_delete_is_not_a_conflict() {
+    not_a_conflict(
+        "delete/delete",
+        "delete from t where id = 1",
+        "delete from t where id = 1",
+        1,
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_update_on_both_sides_is_not_a_conflict() {
+    not_a_conflict(
+        "the same update on both sides",
+        "update t set v = 'same' where id = 3",
+        "update t set v = 'same' where id = 3",
+        3,
+        Some(json!({"id": 3, "v": "same"})),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Per-table override
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn per_table_override_beats_the_default() {
+    let schema =
+        "create table t (id int primary key, v text); create table u (id int primary key, v text);";
+    let initial = "insert into t values (1, 'base'); insert into u values (1, 'base');";
+    let extra = "[replication]\nconflict = \"left_wins\"\n\n[[table]]\nname = \"public.t\"\nconflict = \"right_wins\"";
+    let (pair, cfg) = agreeing_pair(schema, initial, extra).await;
+    change_in_order(
+        &pair,
+        S::Right,
+        "update t set v = 'L' where id = 1; update u set v = 'L' where id = 1;",
+        "update t set v = 'R' where id = 1; update u set v = 'R' where id = 1;",
+    )
+    .await;
+    replicate_until_idle(&pair, &cfg.path).await;
+    assert_converged(&pair).await;
+    let (l, r) = clients(&pair).await;
+    assert_eq!(image(&r, "t", 1).await, Some(json!({"id": 1, "v": "R"})));
+    assert_eq!(image(&r, "u", 1).await, Some(json!({"id": 1, "v": "L"})));
+    for c in [&l, &r] {
+        let log: Vec<(String, String, String)> = conflict_log(c)
+            .await
+            .into_iter()
+            .map(|c| (c.table, c.policy, c.winner))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                ("public.t", "right_wins", "right"),
+                ("public.u", "left_wins", "left"),
+            ]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TRUNCATE against the other side's pending changes
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn truncate_against_pending_row_changes() {
+    let initial =
+        "insert into t values (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four'), (5, 'five');";
+    let others = "update t set v = 'changed' where id = 2; insert into t values (10, 'new'); delete from t where id = 3;";
+    // The rows the non-truncating side holds after its changes.
+    let all_changed = ["(1,one)", "(2,changed)", "(4,four)", "(5,five)", "(10,new)"];
+    // When it wins: only the keys it changed survive the TRUNCATE (3 was deleted).
+    let kept = ["(2,changed)", "(10,new)"];
+    for (truncating, policy) in [
+        (S::Left, "left_wins"),
+        (S::Left, "right_wins"),
+        (S::Right, "left_wins"),
+        (S::Right, "right_wins"),
+        (S::Left, "ignore"),
+    ] {
+        let ctx = format!("TRUNCATE on {truncating:?} under {policy}");
+        let (pair, cfg) = agreeing_pair(SCHEMA, initial, &policy_config(policy)).await;
+        let (left_sql, right_sql) = match truncating {
+            S::Left => ("truncate t", others),
+            S::Right => (others, "truncate t"),
+        };
+        change_in_order(&pair, truncating, left_sql, right_sql).await;
+        replicate_until_idle(&pair, &cfg.path).await;
+        let (l, r) = clients(&pair).await;
+        let winner = match policy {
+            "left_wins" => Some(S::Left),
+            "right_wins" => Some(S::Right),
+            _ => None,
+        };
+        let (want_l, want_r): (Vec<&str>, Vec<&str>) = match winner {
+            Some(w) if w == truncating => (vec![], vec![]),
+            Some(_) => (kept.to_vec(), kept.to_vec()),
+            None => match truncating {
+                S::Left => (vec![], all_changed.to_vec()),
+                S::Right => (all_changed.to_vec(), vec![]),
+            },
+        };
+        assert_eq!(rows(&l, "t").await, want_l, "{ctx}: left");
+        assert_eq!(rows(&r, "t").await, want_r, "{ctx}: right");
+        if winner.is_some() {
+            assert_converged(&pair).await;
+        } else {
+            assert_no_pending(&l, &r).await;
+        }
+        for (side, c) in [("left", &l), ("right", &r)] {
+            let log = conflict_log(c).await;
+            assert_eq!(log.len(), 1, "{ctx}: conflict log on {side}: {log:#?}");
+            let e = &log[0];
+            assert_eq!(
+                (
+                    e.table.as_str(),
+                    e.kind.as_str(),
+                    &e.key,
+                    e.times,
+                    e.policy.as_str(),
+                    e.winner.as_str()
+                ),
+                (
+                    "public.t",
+                    "truncate",
+                    &None,
+                    (true, true),
+                    policy,
+                    winner_str(winner)
+                ),
+                "{ctx}: conflict log on {side}"
+            );
+        }
+    }
+}
