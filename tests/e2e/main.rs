@@ -9,6 +9,7 @@ mod capture;
 mod check;
 mod config_errors;
 mod conflicts;
+mod faults;
 mod hard_cases;
 mod identifiers;
 mod install;

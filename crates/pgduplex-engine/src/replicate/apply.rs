@@ -416,7 +416,7 @@ async fn apply_in(
                 let mut rows = [None, None];
                 rows[side_idx(dir.target)] = before.get(&key).cloned();
                 let mut changed_at = [None, None];
-                changed_at[side_idx(dir.source)] = Some(source_at);
+                changed_at[side_idx(dir.source)] = (source_at != i64::MIN).then_some(source_at);
                 changed_at[side_idx(dir.target)] = Some(at);
                 late.push(Conflict {
                     plan: i,

@@ -517,7 +517,9 @@ impl Replicator {
                         "SELECT a.pid, COALESCE(a.application_name, ''), COALESCE(a.client_addr::text, 'local') \
                            FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
                           WHERE l.locktype = 'advisory' AND l.classid = $1::int4::oid AND l.objid = $2::int4::oid \
-                            AND l.objsubid = 2 AND l.granted",
+                            AND l.objsubid = 2 AND l.granted \
+                            AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+                          LIMIT 1",
                         &[&LOCK_CLASS, &key],
                     )
                     .await?;
