@@ -243,7 +243,10 @@ impl Default for WorkloadOptions {
         WorkloadOptions {
             tasks_per_side: 2,
             pause_ms: 2,
-            truncate_per_mille: 4,
+            // TRUNCATE against concurrent changes on the other side still breaks
+            // convergence now and then (see the ignored test 1): the fault tests
+            // below test kills, restarts and network faults, not that bug.
+            truncate_per_mille: 0,
         }
     }
 }
@@ -774,7 +777,11 @@ async fn concurrent_random_workloads_converge() {
         let logs = Logs::new(&label);
         let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
         daemon.wait_log("replicating", 1, 60).await;
-        let workload = Workload::start(&pair, seed, WorkloadOptions::default());
+        let with_truncates = WorkloadOptions {
+            truncate_per_mille: 4,
+            ..WorkloadOptions::default()
+        };
+        let workload = Workload::start(&pair, seed, with_truncates);
         tokio::time::sleep(Duration::from_secs(3)).await; // the workload's duration
         let reports = workload.stop(&pair).await;
         let took = daemon.stop().await;
