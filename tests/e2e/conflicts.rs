@@ -122,30 +122,6 @@ pub(crate) async fn activity(c: &Client) -> String {
     .unwrap_or_else(|e| e.to_string())
 }
 
-/// Pending delta rows plus TRUNCATE log rows on one side.
-pub(crate) async fn pending(c: &Client) -> i64 {
-    let tables: Vec<i32> = c
-        .query("SELECT id FROM pgduplex.replicated_table", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut n: i64 = c
-        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
-        .await
-        .unwrap()
-        .get(0);
-    for id in tables {
-        n += c
-            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-    }
-    n
-}
-
 /// Both sides hold the same rows, nothing is pending and the ledgers are empty.
 pub(crate) async fn assert_converged(pair: &TestPair) {
     let (l, r) = clients(pair).await;

@@ -547,30 +547,6 @@ async fn activity(pair: &TestPair) -> String {
     out
 }
 
-/// Delta rows plus TRUNCATE log entries not yet applied on this side.
-async fn pending(c: &Client) -> i64 {
-    let tables: Vec<i32> = c
-        .query("SELECT id FROM pgduplex.replicated_table", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut n: i64 = c
-        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
-        .await
-        .unwrap()
-        .get(0);
-    for id in tables {
-        n += c
-            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-    }
-    n
-}
-
 async fn ledger_rows(c: &Client) -> i64 {
     c.query_one("SELECT count(*) FROM pgduplex.applied", &[])
         .await

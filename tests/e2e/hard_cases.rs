@@ -18,8 +18,8 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use crate::conflicts::{
-    activity, assert_converged, assert_no_conflicts, clients, conflict_log, pending,
-    replicate_until_idle, rows, run_bounded,
+    activity, assert_converged, assert_no_conflicts, clients, conflict_log, replicate_until_idle,
+    rows, run_bounded,
 };
 use crate::support::*;
 

@@ -16,29 +16,6 @@ async fn pair_with_schema() -> TestPair {
     pair
 }
 
-async fn pending(c: &tokio_postgres::Client) -> i64 {
-    let tables: Vec<i32> = c
-        .query("SELECT id FROM pgduplex.replicated_table", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut n: i64 = c
-        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
-        .await
-        .unwrap()
-        .get(0);
-    for id in tables {
-        n += c
-            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-    }
-    n
-}
-
 async fn assert_converged(pair: &TestPair) {
     let (l, r) = (
         pair.left.client().await.unwrap(),

@@ -261,3 +261,27 @@ pub async fn replicated_tables(client: &Client) -> Vec<String> {
         .map(|r| r.get(0))
         .collect()
 }
+
+/// Pending delta rows plus TRUNCATE log rows on one side.
+pub async fn pending(c: &Client) -> i64 {
+    let tables: Vec<i32> = c
+        .query("SELECT id FROM pgduplex.replicated_table", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut n: i64 = c
+        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for id in tables {
+        n += c
+            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    n
+}

@@ -119,7 +119,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             }
         }
         println!("\n   (the apply transaction's insert on the right was not captured: no echo)");
-        println!("   replaying these changes to the other side is `pgduplex replicate`, the next milestone.");
+        println!("   `pgduplex replicate` replays these changes to the other side (the demo does not run it yet).");
 
         println!("\n== pgduplex uninstall");
         let gone = setup::uninstall(&config).await?;

@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use pgduplex_config::Side;
 use pgduplex_pg::capture::APPLYING_SETTING;
 use pgduplex_pg::copytext;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
-use super::batch::{decide, Conflict, Direction, Key, SideRead, TruncateAction, Winner};
+use super::batch::{
+    decide, idx, key_arrays, sql_params, Conflict, Direction, Key, SideRead, TruncateAction, Winner,
+};
 use super::plan::TablePlan;
 use super::ReplError;
 
@@ -61,20 +62,6 @@ fn group_by_key(rows: Vec<tokio_postgres::Row>, nkey: usize) -> BTreeMap<Key, (V
     out
 }
 
-/// Key columns as one text array per column (the `unnest($1, $2, ...)` form).
-fn key_arrays(keys: &[Key], nkey: usize) -> Vec<Vec<String>> {
-    (0..nkey)
-        .map(|c| keys.iter().map(|k| k[c].clone()).collect())
-        .collect()
-}
-
-fn params(arrays: &[Vec<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
-    arrays
-        .iter()
-        .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect()
-}
-
 /// Rows of `keys` on the target (jsonb text) by key.
 async fn images(
     tx: &Transaction<'_>,
@@ -82,7 +69,7 @@ async fn images(
     keys: &[Key],
 ) -> Result<HashMap<Key, String>, tokio_postgres::Error> {
     let arrays = key_arrays(keys, plan.key.len());
-    let rows = tx.query(&plan.row_images(), &params(&arrays)).await?;
+    let rows = tx.query(&plan.row_images(), &sql_params(&arrays)).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -175,10 +162,7 @@ async fn per_row(tx: &Transaction<'_>, plan: &TablePlan) -> Result<(), tokio_pos
         let mut blocked = Vec::new();
         let before = pending.len();
         for key in pending {
-            let p = key
-                .iter()
-                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect::<Vec<_>>();
+            let p = sql_params(&key);
             tx.batch_execute("SAVEPOINT pgduplex_row").await?;
             let res = async {
                 if tx.query_opt(&exists, &p).await?.is_some() {
@@ -208,17 +192,11 @@ async fn per_row(tx: &Transaction<'_>, plan: &TablePlan) -> Result<(), tokio_pos
             // No progress: the remaining rows hold each other's values.
             let delete = plan.delete_one();
             for key in &blocked {
-                let p = key
-                    .iter()
-                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect::<Vec<_>>();
+                let p = sql_params(key);
                 tx.execute(&delete, &p).await?;
             }
             for key in &blocked {
-                let p = key
-                    .iter()
-                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect::<Vec<_>>();
+                let p = sql_params(key);
                 tx.execute(&insert, &p).await?;
             }
             return Ok(());
@@ -369,7 +347,8 @@ async fn apply_in(
             TruncateAction::DeleteExcept { plan, keep } => {
                 let p = &plans[*plan];
                 let arrays = key_arrays(keep, p.key.len());
-                tx.execute(&p.delete_all_except(), &params(&arrays)).await?;
+                tx.execute(&p.delete_all_except(), &sql_params(&arrays))
+                    .await?;
             }
         }
     }
@@ -408,16 +387,16 @@ async fn apply_in(
                 .get(&key)
                 .map_or(i64::MIN, |c| c.last_at);
             let mut ats = [0; 2];
-            ats[side_idx(dir.source)] = source_at;
-            ats[side_idx(dir.target)] = at;
+            ats[idx(dir.source)] = source_at;
+            ats[idx(dir.target)] = at;
             let winner = decide(plan.policy, ats);
             if winner == Winner::Side(dir.source) {
                 own_consumed[i].extend(&seqs);
                 let mut rows = [None, None];
-                rows[side_idx(dir.target)] = before.get(&key).cloned();
+                rows[idx(dir.target)] = before.get(&key).cloned();
                 let mut changed_at = [None, None];
-                changed_at[side_idx(dir.source)] = (source_at != i64::MIN).then_some(source_at);
-                changed_at[side_idx(dir.target)] = Some(at);
+                changed_at[idx(dir.source)] = (source_at != i64::MIN).then_some(source_at);
+                changed_at[idx(dir.target)] = Some(at);
                 late.push(Conflict {
                     plan: i,
                     key: Some(key),
@@ -430,10 +409,7 @@ async fn apply_in(
             } else {
                 // The target's change is kept: this key waits for the next cycle,
                 // which sees both changes and decides with both rows at hand.
-                let p = key
-                    .iter()
-                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect::<Vec<_>>();
+                let p = sql_params(&key);
                 tx.execute(&plan.unstage_one(), &p).await?;
                 if let Some(c) = ctx.source_read.changes[i].get(&key) {
                     applied.ledger[i].retain(|s| !c.seqs.contains(s));
@@ -484,7 +460,7 @@ async fn apply_in(
         let plan = &plans[c.plan];
         let key = c.key.clone().expect("row conflicts have a key");
         let now = images(tx, plan, std::slice::from_ref(&key)).await?;
-        c.rows[side_idx(dir.source)] = now.get(&key).cloned();
+        c.rows[idx(dir.source)] = now.get(&key).cloned();
     }
 
     for (i, seqs) in own_consumed.iter().enumerate() {
@@ -515,11 +491,4 @@ async fn apply_in(
         applied.batch = Some(ctx.batch);
     }
     Ok(true)
-}
-
-fn side_idx(side: Side) -> usize {
-    match side {
-        Side::Left => 0,
-        Side::Right => 1,
-    }
 }

@@ -174,11 +174,29 @@ impl Direction {
     }
 }
 
-fn idx(side: Side) -> usize {
+/// Index of a side in the `[left, right]` arrays.
+pub(crate) fn idx(side: Side) -> usize {
     match side {
         Side::Left => 0,
         Side::Right => 1,
     }
+}
+
+/// Keys as one text array per key column (the `ROWS FROM (unnest($1), ...)` form).
+pub(crate) fn key_arrays(keys: &[Key], nkey: usize) -> Vec<Vec<String>> {
+    (0..nkey)
+        .map(|c| keys.iter().map(|k| k[c].clone()).collect())
+        .collect()
+}
+
+/// Bind parameters from a slice of values.
+pub(crate) fn sql_params<T: tokio_postgres::types::ToSql + Sync>(
+    values: &[T],
+) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
 }
 
 /// Turns what both sides read into the work of both directions. `images` holds,

@@ -23,10 +23,11 @@ use std::collections::BTreeSet;
 use pgduplex_config::Side;
 use pgduplex_pg::catalog::ForeignKey;
 use pgduplex_pg::quote_ident;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
-use super::batch::{decide, Conflict, Direction, Key, SideRead, Winner};
+use super::batch::{
+    decide, idx, key_arrays, sql_params, Conflict, Direction, Key, SideRead, Winner,
+};
 use super::plan::TablePlan;
 
 /// A foreign key between two replicated tables (not a self-reference).
@@ -72,12 +73,6 @@ fn key_text(plan: &TablePlan, alias: &str) -> String {
         .join(", ")
 }
 
-fn arrays(keys: &[Key], n: usize) -> Vec<Vec<String>> {
-    (0..n)
-        .map(|c| keys.iter().map(|k| k[c].clone()).collect())
-        .collect()
-}
-
 async fn pairs(
     client: &Client,
     sql: &str,
@@ -85,9 +80,8 @@ async fn pairs(
     nkey: usize,
     split: usize,
 ) -> Result<Vec<(Key, Key)>, tokio_postgres::Error> {
-    let a = arrays(keys, nkey);
-    let p: Vec<&(dyn ToSql + Sync)> = a.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(sql, &p).await?;
+    let a = key_arrays(keys, nkey);
+    let rows = client.query(sql, &sql_params(&a)).await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -116,13 +110,6 @@ async fn existing(
         .into_iter()
         .map(|(k, _)| k)
         .collect())
-}
-
-fn idx(side: Side) -> usize {
-    match side {
-        Side::Left => 0,
-        Side::Right => 1,
-    }
 }
 
 /// Moves keys of plan `i` between the directions: `key` leaves `from` (its seqs

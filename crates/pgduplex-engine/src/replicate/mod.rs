@@ -36,8 +36,8 @@ use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use self::apply::{apply_direction, Applied, ApplyContext, Temps};
-use self::batch::{plan_directions, Key, SideRead, TruncateEvent};
+use self::apply::{apply_direction, ApplyContext, Temps};
+use self::batch::{idx, plan_directions, Key, SideRead, TruncateEvent};
 use self::plan::TablePlan;
 use crate::check::analyse;
 use crate::pair::endpoints;
@@ -91,13 +91,6 @@ fn lock_key(sync: &str) -> i32 {
         h = h.wrapping_mul(0x0100_0193);
     }
     (h & 0x7fff_ffff) as i32
-}
-
-fn idx(side: Side) -> usize {
-    match side {
-        Side::Left => 0,
-        Side::Right => 1,
-    }
 }
 
 /// Session settings of the daemon's connections: text forms of values must not
@@ -572,7 +565,7 @@ impl Replicator {
                     seqs.len(),
                     source.other()
                 );
-                self.delete_source(src, &seqs, &seqs).await?;
+                self.delete_source(src, None, &seqs, &seqs).await?;
                 tgt.apply
                     .execute(
                         "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
@@ -585,18 +578,22 @@ impl Replicator {
     }
 
     /// Deletes applied deltas on the source, by seq, in one transaction.
+    /// `row_seqs` per plan; `None` when only the flat list is known (a ledger row
+    /// found at start), which is then tried on every delta table.
     async fn delete_source(
         &self,
         src: &Conn,
-        row_seqs: &[i64],
+        row_seqs: Option<&[Vec<i64>]>,
+        flat: &[i64],
         truncate_seqs: &[i64],
     ) -> Result<(), ReplError> {
         src.apply.batch_execute("BEGIN").await?;
         let res = async {
-            if !row_seqs.is_empty() {
-                for p in &self.plans {
+            for (i, p) in self.plans.iter().enumerate() {
+                let seqs = row_seqs.map_or(flat, |per_plan| per_plan[i].as_slice());
+                if !seqs.is_empty() {
                     src.apply
-                        .execute(&p.delete_deltas(src.side), &[&row_seqs])
+                        .execute(&p.delete_deltas(src.side), &[&seqs])
                         .await?;
                 }
             }
@@ -743,13 +740,8 @@ impl Replicator {
             if both.is_empty() {
                 continue;
             }
-            let arrays: Vec<Vec<String>> = (0..p.key.len())
-                .map(|c| both.iter().map(|k| k[c].clone()).collect())
-                .collect();
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
-                .iter()
-                .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
+            let arrays = batch::key_arrays(&both, p.key.len());
+            let params = batch::sql_params(&arrays);
             let sql = p.row_images();
             let (l, r) = tokio::try_join!(
                 conns[0].read.query(&sql, &params),
@@ -850,18 +842,15 @@ impl Replicator {
             self.stats.conflicts += applied.conflicts;
         }
         // Delete what was applied on each source, then the ledger rows.
-        let done = |a: &Applied| {
-            (
-                a.ledger.iter().flatten().copied().collect::<Vec<i64>>(),
-                a.truncate_seqs.clone(),
-                a.batch,
-            )
-        };
         for (applied, source) in [(&a_lr, Side::Left), (&a_rl, Side::Right)] {
-            let (rows, truncs, batch) = done(applied);
-            let Some(batch) = batch else { continue };
-            self.delete_source(&conns[idx(source)], &rows, &truncs)
-                .await?;
+            let Some(batch) = applied.batch else { continue };
+            self.delete_source(
+                &conns[idx(source)],
+                Some(&applied.ledger),
+                &[],
+                &applied.truncate_seqs,
+            )
+            .await?;
             conns[idx(source.other())]
                 .apply
                 .execute(
