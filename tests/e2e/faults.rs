@@ -243,10 +243,7 @@ impl Default for WorkloadOptions {
         WorkloadOptions {
             tasks_per_side: 2,
             pause_ms: 2,
-            // TRUNCATE against concurrent changes on the other side still breaks
-            // convergence now and then (see the ignored test 1): the fault tests
-            // below test kills, restarts and network faults, not that bug.
-            truncate_per_mille: 0,
+            truncate_per_mille: 4,
         }
     }
 }
@@ -651,6 +648,7 @@ async fn assert_converged(pair: &TestPair, label: &str, reports: &[WriterReport]
     let (l, r) = clients(pair).await;
     let cmp = compare_databases(&l, &r).await.unwrap();
     if !cmp.is_identical() {
+        write_audit(pair, label).await;
         panic!(
             "{label}: {}\n--- last conflicts logged (left):\n{}\n--- (right):\n{}",
             cmp.summary(),
@@ -690,6 +688,9 @@ async fn assert_converged(pair: &TestPair, label: &str, reports: &[WriterReport]
 async fn assert_no_orphans(pair: &TestPair, label: &str) {
     let (l, r) = clients(pair).await;
     let (ol, or) = (orphans(&l).await, orphans(&r).await);
+    if !(ol.is_empty() && or.is_empty()) {
+        write_audit(pair, label).await;
+    }
     assert!(
         ol.is_empty() && or.is_empty(),
         "{label}: children whose parent does not exist: left {ol:?}, right {or:?}\n--- last conflicts logged (left):\n{}",
@@ -697,13 +698,93 @@ async fn assert_no_orphans(pair: &TestPair, label: &str) {
     );
 }
 
+/// With `PGDUPLEX_FAULT_AUDIT=DIR`: every row change on both sides, the daemon's
+/// included, is logged to `pgduplex.test_audit` (not replicated) and written to DIR when
+/// the sides differ. A debugging aid.
+const AUDIT: &str = "
+    create table pgduplex.test_audit (n bigserial primary key, at timestamptz default clock_timestamp(), tbl text, op text,
+        applying text, old jsonb, new jsonb, xid bigint default txid_current());
+    create function pgduplex.test_audit_fn() returns trigger language plpgsql as $$ begin
+        insert into pgduplex.test_audit (tbl, op, applying, old, new) values (TG_TABLE_NAME, TG_OP,
+            current_setting('pgduplex.applying', true),
+            case when TG_OP in ('UPDATE', 'DELETE') then to_jsonb(OLD) end,
+            case when TG_OP in ('UPDATE', 'INSERT') then to_jsonb(NEW) end);
+        return null; end $$;
+    create trigger audit after insert or update or delete on parent for each row execute function pgduplex.test_audit_fn();
+    create trigger audit after insert or update or delete on child for each row execute function pgduplex.test_audit_fn();
+    create trigger audit after insert or update or delete on item for each row execute function pgduplex.test_audit_fn();
+    create trigger audit_t after truncate on child for each statement execute function pgduplex.test_audit_fn();
+    create trigger audit_t after truncate on item for each statement execute function pgduplex.test_audit_fn();
+    alter table parent enable always trigger audit;
+    alter table child enable always trigger audit;
+    alter table item enable always trigger audit;
+    alter table child enable always trigger audit_t;
+    alter table item enable always trigger audit_t;";
+
+async fn write_audit(pair: &TestPair, label: &str) {
+    let Ok(dir) = std::env::var("PGDUPLEX_FAULT_AUDIT") else {
+        return;
+    };
+    let (l, r) = clients(pair).await;
+    for (side, c) in [("left", &l), ("right", &r)] {
+        let rows = c
+            .query(
+                "SELECT n || ' ' || at || ' ' || xid || ' ' || tbl || ' ' || op || ' ' || coalesce(applying, '-') \
+                   || ' old=' || coalesce(old::text, '-') || ' new=' || coalesce(new::text, '-') FROM pgduplex.test_audit ORDER BY n",
+                &[],
+            )
+            .await
+            .unwrap();
+        let text: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let path = format!("{dir}/audit-{}-{side}.txt", label.replace(' ', "-"));
+        std::fs::write(&path, text.join("\n")).unwrap();
+        eprintln!("audit written to {path}");
+    }
+}
+
+/// A policy and who the daemon connects as.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    policy: &'static str,
+    /// A plain role owning the tables (the server checks foreign keys on
+    /// apply) instead of a superuser (replica role: pgduplex checks them).
+    owner: bool,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant {
+        policy: "left_wins",
+        owner: false,
+    },
+    Variant {
+        policy: "latest_wins",
+        owner: true,
+    },
+    Variant {
+        policy: "right_wins",
+        owner: false,
+    },
+];
+
 async fn setup(pair: &TestPair, cfg_urls: Option<(&str, &str)>) -> ConfigFile {
+    setup_with(pair, cfg_urls, VARIANTS[0]).await
+}
+
+async fn setup_with(pair: &TestPair, cfg_urls: Option<(&str, &str)>, v: Variant) -> ConfigFile {
     pair.execute_both(SCHEMA).await.unwrap();
+    let mut replication = REPLICATION.replace("left_wins", v.policy);
+    if std::env::var_os("PGDUPLEX_FAULT_AUDIT").is_some() {
+        replication.push_str("allow_apply_triggers = true\n");
+    }
     let cfg = match cfg_urls {
-        Some((l, r)) => ConfigFile::for_urls(l, r, REPLICATION),
-        None => ConfigFile::for_pair(pair, REPLICATION),
+        Some((l, r)) => ConfigFile::for_urls(l, r, &replication),
+        None if v.owner => config_as_owner(pair, &replication).await,
+        None => ConfigFile::for_pair(pair, &replication),
     };
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    if std::env::var_os("PGDUPLEX_FAULT_AUDIT").is_some() {
+        pair.execute_both(AUDIT).await.unwrap();
+    }
     cfg
 }
 
@@ -737,27 +818,25 @@ fn seeds(default: &[u64]) -> Vec<u64> {
 // Tests
 // ---------------------------------------------------------------------------
 
-/// 1. Concurrent random writes on both sides while the daemon runs converge.
-///
-/// KNOWN FAILING (about 4 runs in 10): a child can end up referencing a parent
-/// that exists on neither side (foreign-key conflict resolution when the other
-/// direction deletes the parent in the same cycle). Kept out of CI until the
-/// engine is fixed; issue 3 stays open on it. Run with `--ignored`.
-#[ignore = "known engine bug: orphan child on both sides under concurrent load (issue 3)"]
+/// 1. Concurrent random writes on both sides, TRUNCATEs included, while the
+/// daemon runs converge, with no orphan on either side: under three policies,
+/// with the apply as a superuser (replica role: pgduplex checks foreign keys)
+/// and as the tables' owner (the server checks them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_random_workloads_converge() {
     for seed in seeds(&[1, 2, 3]) {
-        let label = format!("seed {seed}");
+        let v = VARIANTS[(seed % 3) as usize];
+        let label = format!(
+            "seed {seed} ({}, {})",
+            v.policy,
+            if v.owner { "table owner" } else { "superuser" }
+        );
         let pair = TestPair::new().await;
-        let cfg = setup(&pair, None).await;
+        let cfg = setup_with(&pair, None, v).await;
         let logs = Logs::new(&label);
         let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
         daemon.wait_log("replicating", 1, 60).await;
-        let with_truncates = WorkloadOptions {
-            truncate_per_mille: 4,
-            ..WorkloadOptions::default()
-        };
-        let workload = Workload::start(&pair, seed, with_truncates);
+        let workload = Workload::start(&pair, seed, WorkloadOptions::default());
         tokio::time::sleep(Duration::from_secs(3)).await; // the workload's duration
         let reports = workload.stop(&pair).await;
         let took = daemon.stop().await;

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgduplex_testkit::db::{quote_ident, unique_name};
 use pgduplex_testkit::TestPair;
 use serde_json::json;
 use tokio_postgres::Client;
@@ -39,29 +38,7 @@ async fn pair_with(schema: &str, extra: &str, role: Role) -> (TestPair, ConfigFi
     pair.execute_both(schema).await.unwrap();
     let cfg = match role {
         Role::Superuser => ConfigFile::for_pair(&pair, extra),
-        Role::Owner => {
-            let name = unique_name("applier");
-            pair.create_role(&name, "applier-pw", "").await.unwrap();
-            let q = quote_ident(&name);
-            pair.execute_both(&format!(
-                "DO $$DECLARE r record; BEGIN
-                   FOR r IN SELECT c.oid::regclass::text AS t FROM pg_class c
-                              JOIN pg_namespace n ON n.oid = c.relnamespace
-                             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') LOOP
-                     EXECUTE format('ALTER TABLE %s OWNER TO %s', r.t, {lit});
-                   END LOOP; END$$;
-                 GRANT CREATE ON DATABASE {db} TO {q};",
-                lit = pgduplex_testkit::db::quote_literal(&q),
-                db = quote_ident(pair.left.name()),
-            ))
-            .await
-            .unwrap();
-            ConfigFile::for_urls(
-                &pair.left.url_for(&name, "applier-pw"),
-                &pair.right.url_for(&name, "applier-pw"),
-                extra,
-            )
-        }
+        Role::Owner => config_as_owner(&pair, extra).await,
     };
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
     (pair, cfg)

@@ -285,3 +285,30 @@ pub async fn pending(c: &Client) -> i64 {
     }
     n
 }
+
+/// A configuration connecting as a new plain role (not a superuser: no
+/// `session_replication_role`, so the server checks foreign keys on apply) that
+/// owns every table of schema `public` on both sides and may create schemas.
+pub async fn config_as_owner(pair: &TestPair, extra: &str) -> ConfigFile {
+    let name = pgduplex_testkit::db::unique_name("applier");
+    pair.create_role(&name, "applier-pw", "").await.unwrap();
+    let q = pgduplex_testkit::db::quote_ident(&name);
+    pair.execute_both(&format!(
+        "DO $$DECLARE r record; BEGIN
+           FOR r IN SELECT c.oid::regclass::text AS t FROM pg_class c
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') LOOP
+             EXECUTE format('ALTER TABLE %s OWNER TO %s', r.t, {lit});
+           END LOOP; END$$;
+         GRANT CREATE ON DATABASE {db} TO {q};",
+        lit = pgduplex_testkit::db::quote_literal(&q),
+        db = pgduplex_testkit::db::quote_ident(pair.left.name()),
+    ))
+    .await
+    .unwrap();
+    ConfigFile::for_urls(
+        &pair.left.url_for(&name, "applier-pw"),
+        &pair.right.url_for(&name, "applier-pw"),
+        extra,
+    )
+}

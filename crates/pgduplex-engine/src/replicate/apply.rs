@@ -10,12 +10,14 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use pgduplex_pg::capture::APPLYING_SETTING;
 use pgduplex_pg::copytext;
+use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use super::batch::{
     decide, idx, key_arrays, sql_params, Conflict, Direction, Key, SideRead, TruncateAction, Winner,
 };
+use super::fk::{self, FkPlan};
 use super::plan::TablePlan;
 use super::ReplError;
 
@@ -33,9 +35,85 @@ pub struct Applied {
     pub rows: u64,
     pub bytes: u64,
     pub conflicts: u64,
-    /// Rolled back because the target changed a written key after the check;
-    /// the next cycle sees it as a conflict.
-    pub retry: bool,
+    /// Rolled back, to be decided again next cycle: why (the target changed a
+    /// written key after the check, a foreign key the target's own change broke,
+    /// a lock the apply could not get in time).
+    pub retry: Option<String>,
+}
+
+/// The read transactions of a cycle end as soon as their rows are staged: the
+/// source's snapshot is released by the direction that reads it, and a direction
+/// that must TRUNCATE on its target waits for the target's snapshot to go (the
+/// other direction's staging, which waits on nothing of this one). No session of
+/// the daemon then waits on another through a third party's queued lock.
+pub struct Release {
+    source_done: watch::Sender<bool>,
+    target_done: watch::Receiver<bool>,
+    done: bool,
+}
+
+impl Release {
+    /// The two directions' ends: `[left to right, right to left]`.
+    pub fn pair() -> [Release; 2] {
+        let (l_tx, l_rx) = watch::channel(false);
+        let (r_tx, r_rx) = watch::channel(false);
+        [
+            Release {
+                source_done: l_tx,
+                target_done: r_rx,
+                done: false,
+            },
+            Release {
+                source_done: r_tx,
+                target_done: l_rx,
+                done: false,
+            },
+        ]
+    }
+
+    /// Ends the source's read transaction (once).
+    async fn source(&mut self, source: &Client) -> Result<(), tokio_postgres::Error> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        let res = source.batch_execute("COMMIT").await;
+        let _ = self.source_done.send(true);
+        res
+    }
+
+    /// Ends the source's read transaction after everything was staged from it:
+    /// the temp tables it created are kept.
+    async fn staged(
+        &mut self,
+        source: &Client,
+        temps: &mut Temps<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        self.source(source).await?;
+        temps.source_new.clear();
+        Ok(())
+    }
+
+    /// Waits until the target's read transaction has ended.
+    async fn target(&mut self) {
+        // An error means the other direction is gone: nothing to wait for.
+        let _ = self.target_done.wait_for(|done| *done).await;
+    }
+}
+
+/// Errors after which the direction is rolled back and decided again next cycle
+/// rather than the session reconnected: a foreign key or unique value the
+/// target's own concurrent change broke, a lock held too long, a deadlock.
+fn is_retryable(err: &tokio_postgres::Error) -> bool {
+    matches!(
+        err.code(),
+        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION
+            || *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::EXCLUSION_VIOLATION
+            || *c == SqlState::LOCK_NOT_AVAILABLE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
 }
 
 /// Everything the apply of one direction needs besides the connections.
@@ -49,6 +127,7 @@ pub struct ApplyContext<'a> {
     pub epoch: i64,
     pub batch: i64,
     pub replica_role: bool,
+    pub fks: &'a [FkPlan],
 }
 
 fn group_by_key(rows: Vec<tokio_postgres::Row>, nkey: usize) -> BTreeMap<Key, (Vec<i64>, i64)> {
@@ -89,6 +168,7 @@ async fn stage(
     temps: &mut Temps<'_>,
 ) -> Result<u64, tokio_postgres::Error> {
     if temps.source.insert(plan.keys_temp()) {
+        temps.source_new.push(plan.keys_temp());
         source.batch_execute(&plan.create_keys_temp()).await?;
     }
     if !temps.target.contains(&plan.stage_temp()) {
@@ -122,12 +202,65 @@ async fn stage(
     Ok(bytes)
 }
 
+/// The relations a TRUNCATE action empties, with their plans.
+fn truncated(action: &TruncateAction) -> Vec<(usize, &pgduplex_pg::TableName)> {
+    match action {
+        TruncateAction::Truncate(rels) => rels.iter().map(|(p, r)| (*p, r)).collect(),
+        TruncateAction::DeleteExcept { plan, relation, .. } => vec![(*plan, relation)],
+    }
+}
+
+/// Streams every key the source holds in `relation` (of `plan`) into the
+/// target's keep table.
+async fn stage_source_keys(
+    source: &Client,
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    relation: &pgduplex_pg::TableName,
+    temps: &mut Temps<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    if !temps.target.contains(&plan.keep_temp()) && !temps.target_new.contains(&plan.keep_temp()) {
+        tx.batch_execute(&plan.create_keep_temp()).await?;
+        temps.target_new.push(plan.keep_temp());
+    }
+    let out = source.copy_out(&plan.copy_all_keys_out(relation)).await?;
+    futures_util::pin_mut!(out);
+    let sink = tx.copy_in(&plan.copy_keep_in()).await?;
+    futures_util::pin_mut!(sink);
+    while let Some(chunk) = out.next().await {
+        sink.send(chunk?).await?;
+    }
+    sink.finish().await?;
+    Ok(())
+}
+
 /// Temp tables known to exist on the two sessions.
 pub struct Temps<'a> {
     pub source: &'a mut HashSet<String>,
     pub target: &'a mut HashSet<String>,
     /// Created in the current target transaction (forgotten if it rolls back).
     pub target_new: Vec<String>,
+    /// Created in the source's read transaction (forgotten if the apply fails:
+    /// that transaction may have been aborted).
+    pub source_new: Vec<String>,
+}
+
+impl Temps<'_> {
+    pub fn new<'a>(source: &'a mut HashSet<String>, target: &'a mut HashSet<String>) -> Temps<'a> {
+        Temps {
+            source,
+            target,
+            target_new: Vec::new(),
+            source_new: Vec::new(),
+        }
+    }
+
+    fn forget_new(&mut self) {
+        self.target_new.clear();
+        for t in self.source_new.drain(..) {
+            self.source.remove(&t);
+        }
+    }
 }
 
 fn is_set_based_refusal(err: &tokio_postgres::Error) -> bool {
@@ -252,13 +385,30 @@ async fn log_conflicts(
 }
 
 /// Runs the apply transaction of `dir` on `target` (rows read from `source`, the
-/// source's read transaction).
+/// source's read transaction, which this ends).
 pub async fn apply_direction(
     ctx: &ApplyContext<'_>,
     dir: &Direction,
     source: &Client,
     target: &mut Client,
     temps: &mut Temps<'_>,
+    mut release: Release,
+) -> Result<Applied, ReplError> {
+    let res = run_direction(ctx, dir, source, target, temps, &mut release).await;
+    // Whatever happened, the source's snapshot is no longer needed.
+    let released = release.source(source).await;
+    let applied = res?;
+    released?;
+    Ok(applied)
+}
+
+async fn run_direction(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    source: &Client,
+    target: &mut Client,
+    temps: &mut Temps<'_>,
+    release: &mut Release,
 ) -> Result<Applied, ReplError> {
     let mut applied = Applied {
         ledger: dir.ledger.clone(),
@@ -269,29 +419,40 @@ pub async fn apply_direction(
         return Ok(applied);
     }
     let tx = target.transaction().await?;
-    let res = apply_in(ctx, dir, source, &tx, temps, &mut applied).await;
-    match res {
-        Ok(true) => {
-            tx.commit().await?;
-            temps.target.extend(temps.target_new.drain(..));
-        }
-        Ok(false) => {
+    let res = apply_in(ctx, dir, source, &tx, temps, &mut applied, release).await;
+    let res = match res {
+        Ok(None) => tx.commit().await.map(|()| None).map_err(ReplError::from),
+        Ok(Some(why)) => {
             tx.rollback().await?;
-            temps.target_new.clear();
-            applied = Applied {
-                retry: true,
-                ..Applied::default()
-            };
+            Ok(Some(why))
         }
         Err(e) => {
-            temps.target_new.clear();
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    };
+    tracing::trace!(batch = ctx.batch, target = %dir.target, outcome = ?res, "apply");
+    let retry = match res {
+        Ok(None) => {
+            temps.target.extend(temps.target_new.drain(..));
+            return Ok(applied);
+        }
+        Ok(Some(why)) => why,
+        Err(ReplError::Db(e)) if is_retryable(&e) => crate::error_chain(&e),
+        Err(e) => {
+            temps.forget_new();
             return Err(e);
         }
-    }
-    Ok(applied)
+    };
+    temps.forget_new();
+    Ok(Applied {
+        retry: Some(retry),
+        ..Applied::default()
+    })
 }
 
-/// The body of the apply transaction; `Ok(false)` asks for a rollback and retry.
+/// The body of the apply transaction; `Ok(Some(why))` asks for a rollback and a
+/// new decision next cycle.
 async fn apply_in(
     ctx: &ApplyContext<'_>,
     dir: &Direction,
@@ -299,13 +460,11 @@ async fn apply_in(
     tx: &Transaction<'_>,
     temps: &mut Temps<'_>,
     applied: &mut Applied,
-) -> Result<bool, ReplError> {
+    release: &mut Release,
+) -> Result<Option<String>, ReplError> {
     let plans = ctx.plans;
-    // lock_timeout: this daemon's read transaction holds ACCESS SHARE on the
-    // tables it read; an application's ALTER TABLE queued behind it and this
-    // apply queued behind the ALTER would wait for each other for ever, a cycle
-    // PostgreSQL cannot see (its last link is inside the daemon). The apply gives
-    // up instead, the cycle is retried after both snapshots are released.
+    // lock_timeout: an application holding a lock on a table (a long ALTER) makes
+    // the apply give up and try again next cycle instead of waiting in a queue.
     let mut setup = format!(
         "SET LOCAL {APPLYING_SETTING} = 'on'; SET CONSTRAINTS ALL DEFERRED; SET LOCAL lock_timeout = '{}ms';",
         APPLY_LOCK_TIMEOUT_MS
@@ -324,36 +483,7 @@ async fn apply_in(
         return Err(ReplError::LeaseLost(dir.target));
     }
 
-    for action in &dir.truncates {
-        match action {
-            TruncateAction::Truncate(relations) => {
-                if relations.iter().any(|(p, _)| ctx.target_read.locked[*p]) {
-                    let mut rels = relations.clone();
-                    let rank = |p: usize| ctx.order.iter().position(|&o| o == p);
-                    rels.sort_by_key(|(p, _)| std::cmp::Reverse(rank(*p)));
-                    for (_, r) in rels {
-                        tx.batch_execute(&format!("DELETE FROM {}", r.quoted()))
-                            .await?;
-                    }
-                } else {
-                    let list = relations
-                        .iter()
-                        .map(|(_, r)| r.quoted())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    tx.batch_execute(&format!("TRUNCATE {list}")).await?;
-                }
-            }
-            TruncateAction::DeleteExcept { plan, keep } => {
-                let p = &plans[*plan];
-                let arrays = key_arrays(keep, p.key.len());
-                tx.execute(&p.delete_all_except(), &sql_params(&arrays))
-                    .await?;
-            }
-        }
-    }
-
-    // Stage every table's rows.
+    // Stage every table's rows, then let the source's snapshot go.
     let mut staged: Vec<usize> = Vec::new();
     for &i in ctx.order {
         if dir.keys[i].is_empty() {
@@ -361,6 +491,62 @@ async fn apply_in(
         }
         applied.bytes += stage(source, tx, &plans[i], &dir.keys[i], temps).await?;
         staged.push(i);
+    }
+    // The keys the source holds now of each relation a TRUNCATE empties.
+    let mut keeps = Vec::with_capacity(dir.truncates.len());
+    for action in &dir.truncates {
+        let rels = truncated(action);
+        let mut any = false;
+        for (p, rel) in &rels {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", rel.quoted());
+            if source.query_one(&sql, &[]).await?.get::<_, bool>(0) {
+                any = true;
+                stage_source_keys(source, tx, &plans[*p], rel, temps).await?;
+            }
+        }
+        keeps.push(any);
+    }
+    release.staged(source, temps).await?;
+
+    // TRUNCATEs, before the changes that followed them at the source. A TRUNCATE
+    // needs the target's read snapshot (which locked the table) gone.
+    if !dir.truncates.is_empty() {
+        release.target().await;
+    }
+    for (action, &keep) in dir.truncates.iter().zip(&keeps) {
+        match action {
+            TruncateAction::Truncate(relations) if !keep => {
+                let list = relations
+                    .iter()
+                    .map(|(_, r)| r.quoted())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tx.batch_execute(&format!("TRUNCATE {list}")).await?;
+            }
+            TruncateAction::Truncate(relations) => {
+                let mut rels = relations.clone();
+                let rank = |p: usize| ctx.order.iter().position(|&o| o == p);
+                rels.sort_by_key(|(p, _)| std::cmp::Reverse(rank(*p)));
+                for (p, rel) in rels {
+                    let no_keys: Vec<Vec<String>> = vec![Vec::new(); plans[p].key.len()];
+                    tx.execute(
+                        &plans[p].delete_all_except(&rel, true),
+                        &sql_params(&no_keys),
+                    )
+                    .await?;
+                }
+            }
+            TruncateAction::DeleteExcept {
+                plan,
+                relation,
+                keep: keys,
+            } => {
+                let p = &plans[*plan];
+                let arrays = key_arrays(keys, p.key.len());
+                tx.execute(&p.delete_all_except(relation, keep), &sql_params(&arrays))
+                    .await?;
+            }
+        }
     }
 
     // Lock the target rows, then look for changes the target made since it was
@@ -418,9 +604,40 @@ async fn apply_in(
         }
     }
 
-    // Deletes, children first; then upserts, parents first.
+    // Without the server's foreign-key triggers (replica role), the apply checks
+    // the keys itself: the values the staged parents hold now, to look for
+    // children left without them after the writes.
+    let referenced = if ctx.replica_role {
+        fk::referenced_before(tx, ctx.fks, plans, &staged).await?
+    } else {
+        Vec::new()
+    };
+
+    // Deletes, children first; then upserts, parents first. Where the server checks
+    // a foreign key at once (not DEFERRABLE, no replica role), a parent still
+    // referenced by a child row that this batch points elsewhere can only go
+    // after the upserts: its delete is tried first and, refused, done then.
+    let mut late_deletes = Vec::new();
     for &i in staged.iter().rev() {
-        applied.rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
+        let referenced = !ctx.replica_role && ctx.fks.iter().any(|f| f.parent == i);
+        if !referenced {
+            applied.rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT pgduplex_delete").await?;
+        match tx.execute(&plans[i].delete_absent(), &[]).await {
+            Ok(n) => {
+                applied.rows += n;
+                tx.batch_execute("RELEASE SAVEPOINT pgduplex_delete")
+                    .await?;
+            }
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_delete")
+                    .await?;
+                late_deletes.push(i);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     for &i in &staged {
         let plan = &plans[i];
@@ -439,6 +656,18 @@ async fn apply_in(
             Err(e) => return Err(e.into()),
         }
     }
+    for &i in &late_deletes {
+        applied.rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
+    }
+
+    if ctx.replica_role {
+        if let Some(table) = fk::violated(tx, ctx.fks, plans, &staged, &referenced).await? {
+            return Ok(Some(format!(
+                "a foreign key of {table} would break on the {} side (its own change since the read); decided again next cycle",
+                dir.target
+            )));
+        }
+    }
 
     // A change the target committed between the check and the writes (a new key
     // inserted concurrently): roll back, the next cycle decides it properly.
@@ -451,9 +680,30 @@ async fn apply_in(
             .await?
             .is_empty()
         {
-            tracing::debug!(table = %plan.name, "target changed a key while it was applied; retrying the batch");
-            return Ok(false);
+            return Ok(Some(format!(
+                "the {} side changed keys of {} while they were applied",
+                dir.target, plan.name
+            )));
         }
+    }
+    // Likewise a TRUNCATE the target committed since it was read: in the source's
+    // order it would come after these writes, so they wait for the next cycle.
+    let ids: Vec<i32> = staged.iter().map(|&i| plans[i].id_of(dir.target)).collect();
+    let seen: Vec<i64> = ctx.target_read.truncates.iter().map(|t| t.seq).collect();
+    if !ids.is_empty()
+        && tx
+            .query_opt(
+                "SELECT 1 FROM pgduplex.truncate_log WHERE table_id = ANY($1::int4[]) \
+                   AND NOT (seq = ANY($2::int8[])) LIMIT 1",
+                &[&ids, &seen],
+            )
+            .await?
+            .is_some()
+    {
+        return Ok(Some(format!(
+            "the {} side truncated a table while it was applied",
+            dir.target
+        )));
     }
     // The source's rows of the late conflicts, as now written.
     for c in &mut late {
@@ -490,5 +740,5 @@ async fn apply_in(
         .await?;
         applied.batch = Some(ctx.batch);
     }
-    Ok(true)
+    Ok(None)
 }

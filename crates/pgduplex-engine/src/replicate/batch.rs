@@ -116,14 +116,20 @@ pub fn decide(policy: ConflictPolicy, at: [i64; 2]) -> Winner {
 #[derive(Clone, Debug)]
 pub enum TruncateAction {
     /// `TRUNCATE` of these relations (with their plans) in one statement (one
-    /// source transaction); a `DELETE` of each, children first, when the target's
-    /// read transaction holds one of them (a TRUNCATE would wait for this very
-    /// daemon).
+    /// source transaction).
+    ///
+    /// Both kinds keep, on the target, the keys the source holds now when it
+    /// holds any (the apply then DELETEs, children first): rows that reached the
+    /// source after its TRUNCATE from the target, in a cycle whose other
+    /// direction (this one) rolled back, are on both sides and stay there.
     Truncate(Vec<(usize, TableName)>),
-    /// `DELETE` of every row of plan `plan` except `keep` (the target's own changes
-    /// that won against the TRUNCATE; empty = delete all: the target's read
-    /// transaction holds the table, so a TRUNCATE would wait for this very daemon).
-    DeleteExcept { plan: usize, keep: Vec<Key> },
+    /// `DELETE` of every row of `relation` (plan `plan` or one of its partitions)
+    /// except `keep` (the target's own changes that won against the TRUNCATE).
+    DeleteExcept {
+        plan: usize,
+        relation: TableName,
+        keep: Vec<Key>,
+    },
 }
 
 /// The work of one direction (source to target) in a cycle.
@@ -234,12 +240,12 @@ pub fn plan_directions(
                 flush(&mut group, &mut dirs[idx(s)]);
                 group_txid = Some(ev.txid);
             }
-            if other_pending.is_empty() && !tgt.locked[ev.plan] {
+            if other_pending.is_empty() {
                 group.push((ev.plan, ev.relation.clone()));
                 dirs[idx(s)].truncate_seqs.push(ev.seq);
                 continue;
             }
-            // Conflict (or the target's read transaction holds the table).
+            // Conflict with the other side's pending changes.
             let other_at = other_pending.values().map(|c| c.last_at).max();
             let mut at = [0; 2];
             at[idx(s)] = ev.at;
@@ -254,14 +260,18 @@ pub fn plan_directions(
                 Winner::Side(w) if w == s => {
                     dirs[idx(s)].truncates.push(TruncateAction::DeleteExcept {
                         plan: ev.plan,
+                        relation: ev.relation.clone(),
                         keep: Vec::new(),
                     });
                     dirs[idx(s)].truncate_seqs.push(ev.seq);
                     dropped[idx(s.other())][ev.plan] = true;
                 }
                 Winner::Side(_) => {
+                    // The other side's changes win: it keeps those rows (and
+                    // what the truncating side holds now) and loses the rest.
                     dirs[idx(s)].truncates.push(TruncateAction::DeleteExcept {
                         plan: ev.plan,
+                        relation: ev.relation.clone(),
                         keep: other_pending.keys().cloned().collect(),
                     });
                     dirs[idx(s)].truncate_seqs.push(ev.seq);
@@ -296,7 +306,6 @@ pub fn plan_directions(
         let (l, r) = (&reads[0].changes[i], &reads[1].changes[i]);
         for s in [Side::Left, Side::Right] {
             let (mine, theirs) = if s == Side::Left { (l, r) } else { (r, l) };
-            let dir = &mut dirs[idx(s)];
             if dropped[idx(s)][i] {
                 // Lost against the other side's TRUNCATE: consumed on this side, in
                 // the apply transaction that truncates it.
@@ -304,6 +313,7 @@ pub fn plan_directions(
                 other.own_consumed[i].extend(mine.values().flat_map(|c| c.seqs.iter().copied()));
                 continue;
             }
+            let dir = &mut dirs[idx(s)];
             for (key, change) in mine {
                 if !theirs.contains_key(key) || dropped[idx(s.other())][i] {
                     dir.keys[i].push(key.clone());

@@ -18,12 +18,12 @@
 //! The same checks find the orphans that `session_replication_role = replica`
 //! would let through silently.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use pgduplex_config::Side;
 use pgduplex_pg::catalog::ForeignKey;
 use pgduplex_pg::quote_ident;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use super::batch::{
     decide, idx, key_arrays, sql_params, Conflict, Direction, Key, SideRead, Winner,
@@ -64,6 +64,179 @@ impl FkPlan {
             .collect::<Vec<_>>()
             .join(" AND ")
     }
+}
+
+/// What the apply checks itself when it runs with `session_replication_role =
+/// replica` (the server's foreign-key triggers do not fire then): it does what
+/// those triggers would, so that a row the target changed after the read (a child
+/// inserted under a parent this batch deletes, a parent deleted under a child this
+/// batch inserts) cannot leave an orphan. A violation rolls the direction back;
+/// the target's change is a delta the next cycle decides.
+impl FkPlan {
+    fn parent_types<'p>(&self, plans: &'p [TablePlan]) -> Option<Vec<&'p str>> {
+        let parent = &plans[self.parent];
+        self.parent_cols
+            .iter()
+            .map(|c| parent.column_type(c))
+            .collect()
+    }
+
+    fn parent_exists(&self, plans: &[TablePlan]) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM {} p WHERE {})",
+            plans[self.parent].name.quoted(),
+            self.join()
+        )
+    }
+
+    fn not_null(&self, alias: &str) -> String {
+        self.child_cols
+            .iter()
+            .map(|c| format!("{alias}.{} IS NOT NULL", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// The referenced values of the target's rows of the staged parent keys, as
+    /// text (before the apply rewrites them).
+    fn referenced_values(&self, plans: &[TablePlan]) -> String {
+        let parent = &plans[self.parent];
+        let cols = self
+            .parent_cols
+            .iter()
+            .map(|c| format!("p.{}::pg_catalog.text", quote_ident(c)))
+            .collect::<Vec<_>>();
+        let not_null = self
+            .parent_cols
+            .iter()
+            .map(|c| format!("p.{} IS NOT NULL", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "SELECT {} FROM {} p JOIN {} s ON {} WHERE {not_null}",
+            cols.join(", "),
+            parent.name.quoted(),
+            parent.stage_temp(),
+            parent.stage_key_join("p")
+        )
+    }
+
+    /// A child row referencing one of the values `$1..` that no parent holds now.
+    fn lost_children(&self, plans: &[TablePlan], types: &[&str]) -> String {
+        let n = self.parent_cols.len();
+        let params = (1..=n)
+            .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let names = (1..=n)
+            .map(|i| format!("a{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let on = self
+            .child_cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("c.{} = u.a{}::{}", quote_ident(c), i + 1, types[i]))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "SELECT 1 FROM {} c JOIN ROWS FROM ({params}) AS u({names}) ON {on} WHERE NOT {} LIMIT 1",
+            plans[self.child].name.quoted(),
+            self.parent_exists(plans)
+        )
+    }
+
+    /// Locks the parents of the staged child rows `FOR KEY SHARE`, as the
+    /// server's trigger does for an inserted child.
+    fn lock_parents(&self, plans: &[TablePlan]) -> String {
+        let child = &plans[self.child];
+        format!(
+            "SELECT 1 FROM {} p WHERE EXISTS (SELECT 1 FROM {} c JOIN {} s ON {} WHERE s.present AND {}) \
+             FOR KEY SHARE OF p",
+            plans[self.parent].name.quoted(),
+            child.name.quoted(),
+            child.stage_temp(),
+            child.stage_key_join("c"),
+            self.join()
+        )
+    }
+
+    /// A staged child row whose parent is missing.
+    fn missing_parents(&self, plans: &[TablePlan]) -> String {
+        let child = &plans[self.child];
+        format!(
+            "SELECT 1 FROM {} c JOIN {} s ON {} WHERE s.present AND {} AND NOT {} LIMIT 1",
+            child.name.quoted(),
+            child.stage_temp(),
+            child.stage_key_join("c"),
+            self.not_null("c"),
+            self.parent_exists(plans)
+        )
+    }
+}
+
+/// The referenced values, per foreign key, of the staged parent rows on the
+/// target before the apply writes them; `None` where the parent is not staged.
+pub async fn referenced_before(
+    tx: &Transaction<'_>,
+    fks: &[FkPlan],
+    plans: &[TablePlan],
+    staged: &[usize],
+) -> Result<Vec<Option<Vec<Vec<String>>>>, tokio_postgres::Error> {
+    let mut out = Vec::with_capacity(fks.len());
+    for fk in fks {
+        if !staged.contains(&fk.parent) || fk.parent_types(plans).is_none() {
+            out.push(None);
+            continue;
+        }
+        let rows = tx.query(&fk.referenced_values(plans), &[]).await?;
+        let n = fk.parent_cols.len();
+        let mut cols = vec![Vec::with_capacity(rows.len()); n];
+        for r in rows {
+            for (i, col) in cols.iter_mut().enumerate() {
+                col.push(r.get::<_, String>(i));
+            }
+        }
+        out.push(Some(cols));
+    }
+    Ok(out)
+}
+
+/// After the writes: the foreign key (child table name) that the apply would
+/// break on the target, if any. Locks the staged children's parents first.
+pub async fn violated(
+    tx: &Transaction<'_>,
+    fks: &[FkPlan],
+    plans: &[TablePlan],
+    staged: &[usize],
+    before: &[Option<Vec<Vec<String>>>],
+) -> Result<Option<String>, tokio_postgres::Error> {
+    for (fk, values) in fks.iter().zip(before) {
+        let Some(types) = fk.parent_types(plans) else {
+            continue;
+        };
+        if staged.contains(&fk.child) {
+            tx.execute(&fk.lock_parents(plans), &[]).await?;
+            if tx
+                .query_opt(&fk.missing_parents(plans), &[])
+                .await?
+                .is_some()
+            {
+                return Ok(Some(plans[fk.child].name.to_string()));
+            }
+        }
+        if let Some(values) = values {
+            if values.first().is_some_and(|v| !v.is_empty())
+                && tx
+                    .query_opt(&fk.lost_children(plans, &types), &sql_params(values))
+                    .await?
+                    .is_some()
+            {
+                return Ok(Some(plans[fk.child].name.to_string()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn key_text(plan: &TablePlan, alias: &str) -> String {
@@ -112,30 +285,114 @@ async fn existing(
         .collect())
 }
 
-/// Moves keys of plan `i` between the directions: `key` leaves `from` (its seqs
-/// become consumed on its own side) unless `keep_in_from`, and is added to `to`.
-fn take_seqs(read: &SideRead, i: usize, key: &Key) -> Vec<i64> {
-    read.changes[i]
-        .get(key)
-        .map(|c| c.seqs.clone())
-        .unwrap_or_default()
+/// How many times the checks run over the whole batch at most: a key brought in
+/// by one check (a parent, a child) is checked in the next round.
+const MAX_ROUNDS: usize = 8;
+
+/// The decisions of one [`resolve`]: moves of keys between the directions, and
+/// who owns the keys that a conflict decided (later conflicts touching those keys
+/// follow the same winner, so the rows of one conflict travel together).
+struct Resolver<'a> {
+    reads: [&'a SideRead; 2],
+    owner: HashMap<(usize, Key), Side>,
+    /// Keys of conflicts that `ignore` left alone: no later check moves them.
+    left_alone: HashSet<(usize, Key)>,
+    found: usize,
+    changed: bool,
 }
 
-fn remove_key(dir: &mut Direction, i: usize, key: &Key, seqs: &[i64]) -> bool {
+impl Resolver<'_> {
+    fn seqs(&self, side: Side, i: usize, key: &Key) -> Vec<i64> {
+        self.reads[idx(side)].changes[i]
+            .get(key)
+            .map(|c| c.seqs.clone())
+            .unwrap_or_default()
+    }
+
+    fn at(&self, side: Side, i: usize, key: &Key) -> i64 {
+        self.reads[idx(side)].changes[i]
+            .get(key)
+            .map_or(i64::MIN, |c| c.last_at)
+    }
+
+    /// `key` of plan `i` travels from `w` (w's current row, or its absence) to the
+    /// other side; the other side's pending change of it is consumed there.
+    fn send(&mut self, dirs: &mut [Direction; 2], w: Side, (i, key): (usize, &Key)) {
+        let l = w.other();
+        let lost = self.seqs(l, i, key);
+        if drop_key(&mut dirs[idx(l)], i, key, &lost) {
+            self.changed = true;
+        }
+        dirs[idx(w)].own_consumed[i].extend(&lost);
+        if !dirs[idx(w)].keys[i].contains(key) {
+            let mine = self.seqs(w, i, key);
+            dirs[idx(w)].keys[i].push(key.clone());
+            dirs[idx(w)].ledger[i].extend(&mine);
+            dirs[idx(l)].own_consumed[i].retain(|s| !mine.contains(s));
+            self.changed = true;
+        }
+    }
+
+    /// Neither side's change of `key` travels (policy `ignore`); both are consumed.
+    fn leave(&mut self, dirs: &mut [Direction; 2], i: usize, key: &Key) {
+        for s in Side::BOTH {
+            let seqs = self.seqs(s, i, key);
+            if drop_key(&mut dirs[idx(s)], i, key, &seqs) {
+                self.changed = true;
+            }
+            dirs[idx(s.other())].own_consumed[i].extend(&seqs);
+        }
+        self.left_alone.insert((i, key.clone()));
+    }
+
+    fn settled(&self, i: usize, key: &Key) -> bool {
+        self.left_alone.contains(&(i, key.clone()))
+    }
+
+    /// The winner of a conflict between `a` and `b` (plan, key): the owner of a
+    /// key an earlier conflict decided, else the policy.
+    fn winner(
+        &self,
+        a: (usize, &Key),
+        b: (usize, &Key),
+        policy: pgduplex_config::ConflictPolicy,
+        at: [i64; 2],
+    ) -> Winner {
+        let owned = |(i, k): (usize, &Key)| self.owner.get(&(i, k.clone())).copied();
+        match owned(a).or_else(|| owned(b)) {
+            Some(w) => Winner::Side(w),
+            None => decide(policy, at),
+        }
+    }
+
+    fn own(&mut self, winner: Winner, keys: [(usize, &Key); 2]) {
+        if let Winner::Side(w) = winner {
+            for (i, k) in keys {
+                self.owner.insert((i, k.clone()), w);
+            }
+        }
+    }
+
+    fn contested(&self, side: Side, i: usize, key: &Key) -> bool {
+        self.reads[idx(side)].changes[i].contains_key(key)
+            || self.owner.contains_key(&(i, key.clone()))
+    }
+}
+
+/// Removes `key` and the ledger entries `seqs` from `dir`; true if it was there.
+fn drop_key(dir: &mut Direction, i: usize, key: &Key, seqs: &[i64]) -> bool {
     let before = dir.keys[i].len();
     dir.keys[i].retain(|k| k != key);
     dir.ledger[i].retain(|s| !seqs.contains(s));
     dir.keys[i].len() != before
 }
 
-fn add_key(dir: &mut Direction, i: usize, key: &Key) {
-    if !dir.keys[i].contains(key) {
-        dir.keys[i].push(key.clone());
-    }
-}
-
-/// Finds foreign-key conflicts between the two directions and rewrites them by
-/// policy. `clients` are the sides' read transactions.
+/// Finds the foreign-key relations between the two directions' keys and rewrites
+/// the directions: a parent or child that must travel with a key (a batch cut
+/// between them, a cascade) is added to the same direction, and a real conflict
+/// (the other side changed the related row) is decided by policy and logged.
+/// Repeated until nothing changes, so the keys brought in are checked too.
+/// `clients` are the sides' read transactions.
 pub async fn resolve(
     fks: &[FkPlan],
     plans: &[TablePlan],
@@ -144,157 +401,190 @@ pub async fn resolve(
     dirs: &mut [Direction; 2],
     touched: &mut Vec<usize>,
 ) -> Result<usize, tokio_postgres::Error> {
-    let mut found = 0;
-    for fk in fks {
-        let relevant = (0..2)
-            .any(|d| !dirs[d].keys[fk.child].is_empty() || !dirs[d].keys[fk.parent].is_empty());
-        if !relevant {
+    let mut r = Resolver {
+        reads,
+        owner: HashMap::new(),
+        left_alone: HashSet::new(),
+        found: 0,
+        changed: false,
+    };
+    for round in 0..MAX_ROUNDS {
+        r.changed = false;
+        for fk in fks {
+            check(&mut r, fk, plans, clients, dirs, touched).await?;
+        }
+        if !r.changed {
+            break;
+        }
+        if round + 1 == MAX_ROUNDS {
+            tracing::debug!("foreign-key checks still moving keys after {MAX_ROUNDS} rounds; the apply checks the rest");
+        }
+    }
+    for d in dirs.iter_mut() {
+        for k in &mut d.keys {
+            k.sort();
+            k.dedup();
+        }
+        for s in &mut d.own_consumed {
+            s.sort_unstable();
+            s.dedup();
+        }
+    }
+    Ok(r.found)
+}
+
+async fn check(
+    r: &mut Resolver<'_>,
+    fk: &FkPlan,
+    plans: &[TablePlan],
+    clients: [&Client; 2],
+    dirs: &mut [Direction; 2],
+    touched: &mut Vec<usize>,
+) -> Result<(), tokio_postgres::Error> {
+    let relevant =
+        (0..2).any(|d| !dirs[d].keys[fk.child].is_empty() || !dirs[d].keys[fk.parent].is_empty());
+    if !relevant {
+        return Ok(());
+    }
+    // The checks read both tables in both read transactions.
+    touched.extend([fk.child, fk.parent]);
+    let (child, parent) = (&plans[fk.child], &plans[fk.parent]);
+    for s in Side::BOTH {
+        let t = s.other();
+        let (src, tgt) = (clients[idx(s)], clients[idx(t)]);
+
+        // Parents the source removed that still have children on the target.
+        let sent_parents = dirs[idx(s)].keys[fk.parent].clone();
+        if !sent_parents.is_empty() {
+            let present = existing(src, parent, &sent_parents).await?;
+            let deleted: Vec<Key> = sent_parents
+                .into_iter()
+                .filter(|k| !present.contains(k))
+                .collect();
+            if !deleted.is_empty() {
+                let sql = format!(
+                    "SELECT {}, {} FROM {} p JOIN {} JOIN {} c ON {}",
+                    key_text(child, "c"),
+                    key_text(parent, "p"),
+                    parent.name.quoted(),
+                    parent.key_param_join("p"),
+                    child.name.quoted(),
+                    fk.join()
+                );
+                for (ck, pk) in
+                    pairs(tgt, &sql, &deleted, parent.key.len(), child.key.len()).await?
+                {
+                    tracing::trace!(
+                        "fk {}: {s} deletes parent {pk:?}, {t} has child {ck:?}; child sent by {s}: {}, pending on {t}: {}, owners: {:?} {:?}",
+                        child.name,
+                        dirs[idx(s)].keys[fk.child].contains(&ck),
+                        r.contested(t, fk.child, &ck),
+                        r.owner.get(&(fk.parent, pk.clone())),
+                        r.owner.get(&(fk.child, ck.clone()))
+                    );
+                    if dirs[idx(s)].keys[fk.child].contains(&ck)
+                        || r.settled(fk.child, &ck)
+                        || r.settled(fk.parent, &pk)
+                    {
+                        continue; // the source's own row of that child travels too
+                    }
+                    if !r.contested(t, fk.child, &ck)
+                        && !r.owner.contains_key(&(fk.parent, pk.clone()))
+                    {
+                        // The target did not touch that child: the source's row of
+                        // it (gone or pointing elsewhere, as a cascade or a batch
+                        // cut between child and parent left it) travels along.
+                        r.send(dirs, s, (fk.child, &ck));
+                        continue;
+                    }
+                    let mut at = [0; 2];
+                    at[idx(s)] = r.at(s, fk.parent, &pk);
+                    at[idx(t)] = r.at(t, fk.child, &ck);
+                    let winner = r.winner((fk.parent, &pk), (fk.child, &ck), parent.policy, at);
+                    match winner {
+                        // The delete wins: the target's child goes too.
+                        Winner::Side(w) if w == s => r.send(dirs, s, (fk.child, &ck)),
+                        // The child wins: the parent comes back to the source.
+                        Winner::Side(_) => r.send(dirs, t, (fk.parent, &pk)),
+                        Winner::Neither => {
+                            r.leave(dirs, fk.parent, &pk);
+                            r.leave(dirs, fk.child, &ck);
+                        }
+                    }
+                    r.own(winner, [(fk.parent, &pk), (fk.child, &ck)]);
+                    r.found += 1;
+                    r.changed = true;
+                    log(dirs, fk.child, ck, parent.policy, winner, at);
+                }
+            }
+        }
+
+        // Children the source writes whose parent the target lacks.
+        let sent_children = dirs[idx(s)].keys[fk.child].clone();
+        if sent_children.is_empty() {
             continue;
         }
-        // The checks read both tables in both read transactions.
-        touched.extend([fk.child, fk.parent]);
-        let (child, parent) = (&plans[fk.child], &plans[fk.parent]);
-        for s in [Side::Left, Side::Right] {
-            let t = s.other();
-            let (src, tgt) = (clients[idx(s)], clients[idx(t)]);
-            let mut handled: BTreeSet<Key> = BTreeSet::new();
-
-            // Blocked deletes: parents the source removed, children on the target.
-            let sent_parents = dirs[idx(s)].keys[fk.parent].clone();
-            if !sent_parents.is_empty() {
-                let present = existing(src, parent, &sent_parents).await?;
-                let deleted: Vec<Key> = sent_parents
-                    .into_iter()
-                    .filter(|k| !present.contains(k))
-                    .collect();
-                if !deleted.is_empty() {
-                    let sql = format!(
-                        "SELECT {}, {} FROM {} p JOIN {} JOIN {} c ON {}",
-                        key_text(child, "c"),
-                        key_text(parent, "p"),
-                        parent.name.quoted(),
-                        parent.key_param_join("p"),
-                        child.name.quoted(),
-                        fk.join()
-                    );
-                    let found_pairs =
-                        pairs(tgt, &sql, &deleted, parent.key.len(), child.key.len()).await?;
-                    for (ck, pk) in found_pairs {
-                        if dirs[idx(s)].keys[fk.child].contains(&ck) {
-                            continue; // the source's own change of that child goes first
-                        }
-                        found += 1;
-                        handled.insert(pk.clone());
-                        let s_at = reads[idx(s)].changes[fk.parent]
-                            .get(&pk)
-                            .map_or(i64::MIN, |c| c.last_at);
-                        let t_at = reads[idx(t)].changes[fk.child]
-                            .get(&ck)
-                            .map_or(i64::MIN, |c| c.last_at);
-                        let mut at = [0; 2];
-                        at[idx(s)] = s_at;
-                        at[idx(t)] = t_at;
-                        let winner = decide(parent.policy, at);
-                        let t_child_seqs = take_seqs(reads[idx(t)], fk.child, &ck);
-                        let s_parent_seqs = take_seqs(reads[idx(s)], fk.parent, &pk);
-                        match winner {
-                            Winner::Side(w) if w == s => {
-                                // The delete wins: the target's child goes too.
-                                add_key(&mut dirs[idx(s)], fk.child, &ck);
-                                remove_key(&mut dirs[idx(t)], fk.child, &ck, &t_child_seqs);
-                                dirs[idx(s)].own_consumed[fk.child].extend(&t_child_seqs);
-                            }
-                            _ => {
-                                // The child wins (or ignore): the parent stays.
-                                remove_key(&mut dirs[idx(s)], fk.parent, &pk, &s_parent_seqs);
-                                dirs[idx(t)].own_consumed[fk.parent].extend(&s_parent_seqs);
-                                if winner != Winner::Neither {
-                                    add_key(&mut dirs[idx(t)], fk.parent, &pk);
-                                } else {
-                                    remove_key(&mut dirs[idx(t)], fk.child, &ck, &t_child_seqs);
-                                    dirs[idx(s)].own_consumed[fk.child].extend(&t_child_seqs);
-                                }
-                            }
-                        }
-                        log(dirs, fk.child, ck, parent.policy, winner, at);
-                    }
-                }
+        let sql = format!(
+            "SELECT {}, {} FROM {} c JOIN {} JOIN {} p ON {}",
+            key_text(child, "c"),
+            key_text(parent, "p"),
+            child.name.quoted(),
+            child.key_param_join("c"),
+            parent.name.quoted(),
+            fk.join()
+        );
+        let refs = pairs(src, &sql, &sent_children, child.key.len(), child.key.len()).await?;
+        let parent_keys: Vec<Key> = refs
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let on_target = existing(tgt, parent, &parent_keys).await?;
+        for (ck, pk) in refs {
+            if !on_target.contains(&pk) {
+                tracing::trace!(
+                    "fk {}: {s} sends child {ck:?} of parent {pk:?} missing on {t}; parent sent by {s}: {}, pending on {t}: {}",
+                    child.name,
+                    dirs[idx(s)].keys[fk.parent].contains(&pk),
+                    r.contested(t, fk.parent, &pk)
+                );
             }
-
-            // Orphans: children the source writes whose parent the target lacks.
-            let sent_children = dirs[idx(s)].keys[fk.child].clone();
-            if sent_children.is_empty() {
+            if on_target.contains(&pk)
+                || dirs[idx(s)].keys[fk.parent].contains(&pk)
+                || r.settled(fk.child, &ck)
+                || r.settled(fk.parent, &pk)
+            {
                 continue;
             }
-            let sql = format!(
-                "SELECT {}, {} FROM {} c JOIN {} JOIN {} p ON {}",
-                key_text(child, "c"),
-                key_text(parent, "p"),
-                child.name.quoted(),
-                child.key_param_join("c"),
-                parent.name.quoted(),
-                fk.join()
-            );
-            let refs = pairs(src, &sql, &sent_children, child.key.len(), child.key.len()).await?;
-            let parent_keys: Vec<Key> = refs
-                .iter()
-                .map(|(_, p)| p.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let on_target = existing(tgt, parent, &parent_keys).await?;
-            for (ck, pk) in refs {
-                if on_target.contains(&pk)
-                    || handled.contains(&pk)
-                    || dirs[idx(s)].keys[fk.parent].contains(&pk)
-                {
-                    continue;
-                }
-                found += 1;
-                let s_at = reads[idx(s)].changes[fk.child]
-                    .get(&ck)
-                    .map_or(i64::MIN, |c| c.last_at);
-                let t_at = reads[idx(t)].changes[fk.parent]
-                    .get(&pk)
-                    .map_or(i64::MIN, |c| c.last_at);
-                let mut at = [0; 2];
-                at[idx(s)] = s_at;
-                at[idx(t)] = t_at;
-                let winner = decide(child.policy, at);
-                let s_child_seqs = take_seqs(reads[idx(s)], fk.child, &ck);
-                let t_parent_seqs = take_seqs(reads[idx(t)], fk.parent, &pk);
-                match winner {
-                    Winner::Side(w) if w == s => {
-                        // The child wins: its parent goes back to the target.
-                        add_key(&mut dirs[idx(s)], fk.parent, &pk);
-                        remove_key(&mut dirs[idx(t)], fk.parent, &pk, &t_parent_seqs);
-                        dirs[idx(s)].own_consumed[fk.parent].extend(&t_parent_seqs);
-                    }
-                    _ => {
-                        // The parent's removal wins (or ignore): the child does not travel.
-                        remove_key(&mut dirs[idx(s)], fk.child, &ck, &s_child_seqs);
-                        dirs[idx(t)].own_consumed[fk.child].extend(&s_child_seqs);
-                        if winner != Winner::Neither {
-                            add_key(&mut dirs[idx(t)], fk.child, &ck);
-                        } else {
-                            remove_key(&mut dirs[idx(t)], fk.parent, &pk, &t_parent_seqs);
-                            dirs[idx(s)].own_consumed[fk.parent].extend(&t_parent_seqs);
-                        }
-                    }
-                }
-                log(dirs, fk.child, ck, child.policy, winner, at);
+            if !r.contested(t, fk.parent, &pk) && !r.owner.contains_key(&(fk.child, ck.clone())) {
+                // The target did not remove that parent: it is missing there
+                // because the batch was cut before it; it travels along.
+                r.send(dirs, s, (fk.parent, &pk));
+                continue;
             }
+            let mut at = [0; 2];
+            at[idx(s)] = r.at(s, fk.child, &ck);
+            at[idx(t)] = r.at(t, fk.parent, &pk);
+            let winner = r.winner((fk.child, &ck), (fk.parent, &pk), child.policy, at);
+            match winner {
+                // The child wins: its parent goes back to the target.
+                Winner::Side(w) if w == s => r.send(dirs, s, (fk.parent, &pk)),
+                // The parent's removal wins: the target's row of the child (its
+                // absence) goes to the source.
+                Winner::Side(_) => r.send(dirs, t, (fk.child, &ck)),
+                Winner::Neither => {
+                    r.leave(dirs, fk.child, &ck);
+                    r.leave(dirs, fk.parent, &pk);
+                }
+            }
+            r.own(winner, [(fk.child, &ck), (fk.parent, &pk)]);
+            r.found += 1;
+            r.changed = true;
+            log(dirs, fk.child, ck, child.policy, winner, at);
         }
     }
-    if found > 0 {
-        for d in dirs.iter_mut() {
-            for k in &mut d.keys {
-                k.sort();
-                k.dedup();
-            }
-        }
-    }
-    Ok(found)
+    Ok(())
 }
 
 fn log(

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use self::apply::{apply_direction, ApplyContext, Temps};
+use self::apply::{apply_direction, ApplyContext, Release, Temps};
 use self::batch::{idx, plan_directions, Key, SideRead, TruncateEvent};
 use self::plan::TablePlan;
 use crate::check::analyse;
@@ -130,6 +130,8 @@ pub struct Replicator {
     owner: String,
     pub stats: Stats,
     batch_no: i64,
+    /// Per target side: cycles in a row whose apply was rolled back.
+    retries: [u32; 2],
 }
 
 impl Replicator {
@@ -241,6 +243,7 @@ impl Replicator {
             owner,
             stats: Stats::default(),
             batch_no: 0,
+            retries: [0; 2],
         })
     }
 
@@ -794,6 +797,33 @@ impl Replicator {
         if fk_conflicts > 0 {
             tracing::info!("{fk_conflicts} foreign-key conflict(s) between the sides' changes; decided by policy and logged");
         }
+        if tracing::enabled!(tracing::Level::TRACE) {
+            for d in &dirs {
+                if !d.truncates.is_empty() || !d.own_truncates_consumed.is_empty() {
+                    tracing::trace!(
+                        "batch {} to {}: truncates {:?} seqs {:?} consumes {:?}",
+                        self.batch_no + 1,
+                        d.target,
+                        d.truncates,
+                        d.truncate_seqs,
+                        d.own_truncates_consumed
+                    );
+                }
+                for (i, p) in plans.iter().enumerate() {
+                    if !d.keys[i].is_empty() || !d.own_consumed[i].is_empty() {
+                        tracing::trace!(
+                            "batch {} to {} {}: keys {:?} seqs {:?} consumes {:?}",
+                            self.batch_no + 1,
+                            d.target,
+                            p.name,
+                            d.keys[i],
+                            d.ledger[i],
+                            d.own_consumed[i]
+                        );
+                    }
+                }
+            }
+        }
         let [to_right, to_left] = dirs;
         self.batch_no += 1;
         let sync = self.config.replication.sync.clone();
@@ -806,32 +836,33 @@ impl Replicator {
             epoch: epoch[idx(source.other())],
             batch: (epoch[idx(source.other())] << 32) | (self.batch_no & 0xffff_ffff),
             replica_role: self.replica_role[idx(source.other())],
+            fks: &self.fks,
         };
         let (ctx_lr, ctx_rl) = (ctx(Side::Left), ctx(Side::Right));
         let [l, r] = conns;
-        let mut temps_lr = Temps {
-            source: &mut l.read_temps,
-            target: &mut r.apply_temps,
-            target_new: Vec::new(),
-        };
-        let mut temps_rl = Temps {
-            source: &mut r.read_temps,
-            target: &mut l.apply_temps,
-            target_new: Vec::new(),
-        };
+        let mut temps_lr = Temps::new(&mut l.read_temps, &mut r.apply_temps);
+        let mut temps_rl = Temps::new(&mut r.read_temps, &mut l.apply_temps);
+        // Each direction ends its source's read transaction once its rows are staged.
+        let [rel_lr, rel_rl] = Release::pair();
         let res = tokio::join!(
-            apply_direction(&ctx_lr, &to_right, &l.read, &mut r.apply, &mut temps_lr),
-            apply_direction(&ctx_rl, &to_left, &r.read, &mut l.apply, &mut temps_rl),
-        );
-        // The snapshots are no longer needed (COMMIT keeps the temp tables; their
-        // rows go with ON COMMIT DELETE ROWS).
-        let (e1, e2) = tokio::join!(
-            l.read.batch_execute("COMMIT"),
-            r.read.batch_execute("COMMIT")
+            apply_direction(
+                &ctx_lr,
+                &to_right,
+                &l.read,
+                &mut r.apply,
+                &mut temps_lr,
+                rel_lr
+            ),
+            apply_direction(
+                &ctx_rl,
+                &to_left,
+                &r.read,
+                &mut l.apply,
+                &mut temps_rl,
+                rel_rl
+            ),
         );
         let (a_lr, a_rl) = (res.0?, res.1?);
-        e1?;
-        e2?;
         let mut outcome = CycleOutcome {
             delta_rows: lr.delta_rows + rr.delta_rows,
             ..CycleOutcome::default()
@@ -869,10 +900,19 @@ impl Replicator {
                 self.batch_no
             );
         }
-        if a_lr.retry || a_rl.retry {
-            tracing::debug!(
-                "a target changed keys while they were applied; those are decided again"
-            );
+        for (applied, target) in [(&a_lr, Side::Right), (&a_rl, Side::Left)] {
+            let n = &mut self.retries[idx(target)];
+            match &applied.retry {
+                None => *n = 0,
+                Some(why) => {
+                    *n += 1;
+                    if *n >= 8 && n.is_power_of_two() {
+                        tracing::warn!("the apply to the {target} side was rolled back {n} cycles in a row, the last time because: {why}");
+                    } else {
+                        tracing::debug!("the apply to the {target} side was rolled back and is decided again: {why}");
+                    }
+                }
+            }
         }
         Ok(outcome)
     }

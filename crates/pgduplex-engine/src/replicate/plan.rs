@@ -158,6 +158,23 @@ impl TablePlan {
         format!("s.c{}", self.key[key_pos] + 1)
     }
 
+    /// `alias.k1 = s.c_k1 AND ...`: a table row joined to its staged row (`s`).
+    pub(crate) fn stage_key_join(&self, alias: &str) -> String {
+        self.key_join(
+            |i| format!("{alias}.{}", self.key_col(i)),
+            |i| self.stage_col(i),
+        )
+    }
+
+    /// The type of column `name` (None for a column the plan leaves out, such as a
+    /// generated one).
+    pub(crate) fn column_type(&self, name: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.type_name.as_str())
+    }
+
     pub fn keys_temp(&self) -> String {
         format!("pg_temp.pgduplex_keys_{}", self.tag)
     }
@@ -313,9 +330,44 @@ impl TablePlan {
         )
     }
 
-    /// Deletes every row except the keys given as text arrays (a TRUNCATE that
-    /// lost against this side's own changes to some keys).
-    pub fn delete_all_except(&self) -> String {
+    /// The target's copy of every key the source holds (see `delete_all_except`).
+    pub fn keep_temp(&self) -> String {
+        format!("pg_temp.pgduplex_keep_{}", self.tag)
+    }
+
+    pub fn create_keep_temp(&self) -> String {
+        let cols = self
+            .key_types()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("k{} {t}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "CREATE TEMP TABLE IF NOT EXISTS pgduplex_keep_{} ({cols}) ON COMMIT DELETE ROWS",
+            self.tag
+        )
+    }
+
+    /// Every key of `relation` (the table or one of its partitions), for `COPY ...
+    /// TO STDOUT`.
+    pub fn copy_all_keys_out(&self, relation: &TableName) -> String {
+        let keys = (0..self.key.len())
+            .map(|i| self.key_col(i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("COPY (SELECT {keys} FROM {}) TO STDOUT", relation.quoted())
+    }
+
+    pub fn copy_keep_in(&self) -> String {
+        format!("COPY {} FROM STDIN", self.keep_temp())
+    }
+
+    /// Deletes every row of `relation` (the table or one of its partitions)
+    /// except the keys given as text arrays (a TRUNCATE that lost against this
+    /// side's own changes to some keys) and, with `keep_staged`, the keys in the
+    /// keep table (the rows the truncating side holds now).
+    pub fn delete_all_except(&self, relation: &TableName, keep_staged: bool) -> String {
         let params = (1..=self.key.len())
             .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
             .collect::<Vec<_>>()
@@ -329,9 +381,21 @@ impl TablePlan {
             |i| format!("t.{}", self.key_col(i)),
             |i| format!("u.a{}::{}", i + 1, types[i]),
         );
+        let staged = if keep_staged {
+            let on = self.key_join(
+                |i| format!("t.{}", self.key_col(i)),
+                |i| format!("k.k{}", i + 1),
+            );
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM {} k WHERE {on})",
+                self.keep_temp()
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM ROWS FROM ({params}) AS u({names}) WHERE {on})",
-            self.name.quoted()
+            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM ROWS FROM ({params}) AS u({names}) WHERE {on}){staged}",
+            relation.quoted()
         )
     }
 
