@@ -110,9 +110,20 @@ impl Daemon {
     }
 
     fn spawn_with(config: &Path, logs: &Logs, name: &str, extra: &[&str]) -> Daemon {
+        Self::spawn_env(config, logs, name, extra, &[])
+    }
+
+    fn spawn_env(
+        config: &Path,
+        logs: &Logs,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log = logs.next(name);
         let file = File::create(&log).expect("create daemon log");
         let child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
             .arg("replicate")
@@ -886,6 +897,50 @@ async fn sigkill_at_random_points_loses_nothing() {
         eprintln!("{label}: ledger recoveries seen in the logs: {recovered}");
         assert_converged(&pair, &label, &reports).await;
     }
+}
+
+/// 2b. The daemon aborts (as kill -9 would) at each fail point of a batch: after
+/// the decision, after staging, before a target's COMMIT, after both commits,
+/// after a source's deltas went but before the target's ledger row. Each time it
+/// is restarted; nothing is lost, nothing left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_at_each_fail_point_loses_nothing() {
+    let seed = seeds(&[31])[0];
+    let label = format!("seed {seed}");
+    let pair = TestPair::new().await;
+    let cfg = setup(&pair, None).await;
+    let logs = Logs::new(&label);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let workload = Workload::start(&pair, seed, WorkloadOptions::default());
+    for point in pgduplex_engine::replicate::failpoint::POINTS {
+        let spec = format!("{point}:{}", rng.gen_range(1..=3));
+        let mut daemon = Daemon::spawn_env(
+            &cfg.path,
+            &logs,
+            point,
+            &[],
+            &[(pgduplex_engine::replicate::failpoint::VAR, spec.as_str())],
+        );
+        let Some(st) = daemon.wait_exit(Duration::from_secs(60)).await else {
+            panic!(
+                "{label}: the daemon did not reach fail point {spec} within 60 s:\n{}",
+                daemon.log_text()
+            );
+        };
+        let reached = format!("fail point {point:?} reached");
+        assert!(
+            !st.success() && daemon.log_text().contains(&reached),
+            "{label}: the daemon exited ({st}) without reaching {spec}:\n{}",
+            daemon.log_text()
+        );
+    }
+    let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
+    daemon.wait_log("replicating", 1, 60).await;
+    let reports = workload.stop(&pair).await;
+    daemon.stop().await;
+    until_idle(&cfg, &logs, &label).await;
+    assert_converged(&pair, &label, &reports).await;
+    assert_no_orphans(&pair, &label).await;
 }
 
 /// 3. SIGTERM under load: exit 0 within 10 s; a restart carries on.

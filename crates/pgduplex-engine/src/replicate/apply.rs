@@ -421,7 +421,10 @@ async fn run_direction(
     let tx = target.transaction().await?;
     let res = apply_in(ctx, dir, source, &tx, temps, &mut applied, release).await;
     let res = match res {
-        Ok(None) => tx.commit().await.map(|()| None).map_err(ReplError::from),
+        Ok(None) => {
+            super::failpoint::hit("before-commit");
+            tx.commit().await.map(|()| None).map_err(ReplError::from)
+        }
         Ok(Some(why)) => {
             tx.rollback().await?;
             Ok(Some(why))
@@ -507,6 +510,7 @@ async fn apply_in(
         keeps.push(any);
     }
     release.staged(source, temps).await?;
+    super::failpoint::hit("staged");
 
     // TRUNCATEs, before the changes that followed them at the source. A TRUNCATE
     // needs the target's read snapshot (which locked the table) gone.

@@ -22,6 +22,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod failpoint;
 pub mod fk;
 pub mod plan;
 
@@ -825,6 +826,7 @@ impl Replicator {
             }
         }
         let [to_right, to_left] = dirs;
+        failpoint::hit("decided");
         self.batch_no += 1;
         let sync = self.config.replication.sync.clone();
         let ctx = |source: Side| ApplyContext {
@@ -873,6 +875,7 @@ impl Replicator {
             self.stats.conflicts += applied.conflicts;
         }
         // Delete what was applied on each source, then the ledger rows.
+        failpoint::hit("applied");
         for (applied, source) in [(&a_lr, Side::Left), (&a_rl, Side::Right)] {
             let Some(batch) = applied.batch else { continue };
             self.delete_source(
@@ -882,6 +885,7 @@ impl Replicator {
                 &applied.truncate_seqs,
             )
             .await?;
+            failpoint::hit("source-deleted");
             conns[idx(source.other())]
                 .apply
                 .execute(
