@@ -438,8 +438,13 @@ async fn child_inserted_while_parent_deleted(role: Role) {
                 && e.kind == "foreign_key"
                 && e.key == Some(json!(["10"]))
                 && e.policy == "left_wins"
-                && e.winner == "left"),
-            "{ctx}: no foreign_key conflict for child 10 logged on {side}: {log:#?}"
+                && e.winner == "left"
+                // The child's rows as each side held them: none on the left,
+                // the new child on the right.
+                && e.left_row.is_none()
+                && e.right_row
+                    == Some(json!({"id": 10, "parent_id": 1, "v": "new child"}))),
+            "{ctx}: no foreign_key conflict for child 10 (with its rows) logged on {side}: {log:#?}"
         );
     }
 }

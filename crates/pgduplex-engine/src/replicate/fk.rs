@@ -420,6 +420,9 @@ pub async fn resolve(
             tracing::debug!("foreign-key checks still moving keys after {MAX_ROUNDS} rounds; the apply checks the rest");
         }
     }
+    if r.found > 0 {
+        child_images(plans, clients, dirs).await?;
+    }
     for d in dirs.iter_mut() {
         for k in &mut d.keys {
             k.sort();
@@ -582,6 +585,45 @@ async fn check(
             r.found += 1;
             r.changed = true;
             log(dirs, fk.child, ck, child.policy, winner, at);
+        }
+    }
+    Ok(())
+}
+
+/// The child rows of the foreign-key conflicts as both read transactions see
+/// them, for the conflict log.
+async fn child_images(
+    plans: &[TablePlan],
+    clients: [&Client; 2],
+    dirs: &mut [Direction; 2],
+) -> Result<(), tokio_postgres::Error> {
+    let mut wanted: HashMap<usize, BTreeSet<Key>> = HashMap::new();
+    for c in &dirs[0].conflicts {
+        if let (true, Some(key)) = (c.kind == "foreign_key", &c.key) {
+            wanted.entry(c.plan).or_default().insert(key.clone());
+        }
+    }
+    for (plan, keys) in wanted {
+        let p = &plans[plan];
+        let keys: Vec<Key> = keys.into_iter().collect();
+        let arrays = key_arrays(&keys, p.key.len());
+        let params = sql_params(&arrays);
+        let sql = p.row_images();
+        let mut images: [HashMap<Key, String>; 2] = Default::default();
+        for (side, client) in clients.iter().enumerate() {
+            for row in client.query(&sql, &params).await? {
+                let key: Key = (0..p.key.len()).map(|i| row.get(i)).collect();
+                images[side].insert(key, row.get(p.key.len()));
+            }
+        }
+        for d in dirs.iter_mut() {
+            for c in d.conflicts.iter_mut() {
+                if c.kind == "foreign_key" && c.plan == plan {
+                    if let Some(key) = &c.key {
+                        c.rows = [images[0].get(key).cloned(), images[1].get(key).cloned()];
+                    }
+                }
+            }
         }
     }
     Ok(())
