@@ -460,6 +460,79 @@ async fn child_inserted_while_parent_deleted_foreign_keys_checked() {
 }
 
 // ---------------------------------------------------------------------------
+// e2. The same with a self-reference: a row inserted on right under a row
+//     deleted on left, in one table
+// ---------------------------------------------------------------------------
+
+async fn self_referencing_row_inserted_under_a_deleted_one(role: Role, policy: &str) {
+    let ctx = format!("as {role:?}, {policy}");
+    let (pair, cfg) = pair_with(
+        "create table staff (id int primary key, boss int references staff (id), name text)",
+        &format!("[replication]\nconflict = \"{policy}\""),
+        role,
+    )
+    .await;
+    pair.left
+        .execute("insert into staff values (1, null, 'ceo'), (5, 1, 'manager'), (6, 5, 'report')")
+        .await
+        .unwrap();
+    replicate_until_idle(&pair, &cfg.path).await;
+    assert_converged(&pair).await;
+
+    // Left moves the report to the CEO and deletes the manager; right hires
+    // under the manager.
+    pair.left
+        .execute("update staff set boss = 1 where id = 6; delete from staff where id = 5")
+        .await
+        .unwrap();
+    pair.right
+        .execute("insert into staff values (7, 5, 'new hire')")
+        .await
+        .unwrap();
+
+    let run = run_bounded(Some(&pair), &cfg.path, &["replicate", "--until-idle"], 60).await;
+    run.assert_code(0);
+    assert_converged(&pair).await;
+    let (l, r) = clients(&pair).await;
+    let orphans = "select count(*) from staff s where s.boss is not null \
+                   and not exists (select 1 from staff b where b.id = s.boss)";
+    assert_eq!(count(&l, orphans).await, 0, "{ctx}: orphans on left");
+    assert_eq!(count(&r, orphans).await, 0, "{ctx}: orphans on right");
+    let expected: &[&str] = if policy == "left_wins" {
+        // The delete wins: the new hire goes with the manager.
+        &["(1,,ceo)", "(6,1,report)"]
+    } else {
+        // The hire wins: the manager comes back.
+        &[
+            "(1,,ceo)",
+            "(5,1,manager)",
+            "(6,1,report)",
+            "(7,5,\"new hire\")",
+        ]
+    };
+    assert_eq!(rows(&l, "staff").await, expected, "{ctx}");
+    let log = conflict_log(&l).await;
+    assert!(
+        log.iter().any(|e| e.table == "public.staff"
+            && e.kind == "foreign_key"
+            && e.key == Some(json!(["7"]))),
+        "{ctx}: no foreign_key conflict for staff 7 logged: {log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn self_referencing_row_inserted_under_a_deleted_one_replica_role() {
+    self_referencing_row_inserted_under_a_deleted_one(Role::Superuser, "left_wins").await;
+    self_referencing_row_inserted_under_a_deleted_one(Role::Superuser, "right_wins").await;
+}
+
+#[tokio::test]
+async fn self_referencing_row_inserted_under_a_deleted_one_foreign_keys_checked() {
+    self_referencing_row_inserted_under_a_deleted_one(Role::Owner, "left_wins").await;
+    self_referencing_row_inserted_under_a_deleted_one(Role::Owner, "right_wins").await;
+}
+
+// ---------------------------------------------------------------------------
 // f. A batch cut by the cap between parents and children
 // ---------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ use super::batch::{
 };
 use super::plan::TablePlan;
 
-/// A foreign key between two replicated tables (not a self-reference).
+/// A foreign key between two replicated tables, or of a table to itself.
 #[derive(Clone, Debug)]
 pub struct FkPlan {
     pub child: usize,
@@ -42,7 +42,6 @@ pub struct FkPlan {
 impl FkPlan {
     pub fn from_catalog(plans: &[TablePlan], fks: &[ForeignKey]) -> Vec<FkPlan> {
         fks.iter()
-            .filter(|fk| fk.table != fk.references)
             .filter_map(|fk| {
                 let child = plans.iter().position(|p| p.name == fk.table)?;
                 let parent = plans.iter().position(|p| p.name == fk.references)?;
