@@ -1,4 +1,4 @@
--- pgduplex: the objects installed once per database (schema version 2).
+-- pgduplex: the objects installed once per database (schema version 3).
 --
 -- Everything pgduplex creates lives in schema "pgduplex", except the capture
 -- triggers, which must sit on the user's tables. `uninstall` drops those triggers and
@@ -116,5 +116,54 @@ CREATE TABLE IF NOT EXISTS pgduplex.conflicts (
     detected_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
-INSERT INTO pgduplex.meta (key, value) VALUES ('schema_version', '2')
+-- Version 3: the initial copy's bookkeeping (`pgduplex onetimecopy`), kept on the
+-- copy's target.
+
+-- One row per sync once a copy into this database has started; `finished_at` is set
+-- when every replicated table is copied, so the daemon's start does not copy again.
+CREATE TABLE IF NOT EXISTS pgduplex.copy_run (
+    sync        text        PRIMARY KEY,
+    source      text        NOT NULL,
+    mode        text        NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    finished_at timestamptz
+);
+
+-- One row per table, or per key range of a table split on its first key column
+-- ([lower_bound, upper_bound), NULL = unbounded). The plan is recorded before the
+-- first row is copied, so a resumed copy cuts the same ranges; a range's row turns
+-- `done` in the same transaction as the range's rows commit on this database.
+-- `snapshot` is the source's txid_current_snapshot() the range was read under.
+CREATE TABLE IF NOT EXISTS pgduplex.copy_progress (
+    sync         text        NOT NULL,
+    table_schema text        NOT NULL,
+    table_name   text        NOT NULL,
+    part         integer     NOT NULL,
+    parts        integer     NOT NULL,
+    key_column   text,
+    lower_bound  bigint,
+    upper_bound  bigint,
+    done         boolean     NOT NULL DEFAULT false,
+    rows         bigint,
+    bytes        bigint,
+    snapshot     text,
+    copied_at    timestamptz,
+    PRIMARY KEY (sync, table_schema, table_name, part)
+);
+
+-- Definitions of what the copy dropped on this database to go faster (secondary
+-- indexes with --defer-indexes, foreign keys with --fk drop-readd), saved in the
+-- transaction that drops them: a killed copy puts them back on its next run.
+CREATE TABLE IF NOT EXISTS pgduplex.copy_saved_ddl (
+    sync         text        NOT NULL,
+    kind         text        NOT NULL CHECK (kind IN ('index', 'foreign_key')),
+    table_schema text        NOT NULL,
+    table_name   text        NOT NULL,
+    name         text        NOT NULL,
+    definition   text        NOT NULL,
+    saved_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (sync, kind, table_schema, table_name, name)
+);
+
+INSERT INTO pgduplex.meta (key, value) VALUES ('schema_version', '3')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

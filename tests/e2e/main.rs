@@ -13,5 +13,6 @@ mod faults;
 mod hard_cases;
 mod identifiers;
 mod install;
+mod onetimecopy;
 mod replicate;
 mod tls;

@@ -16,6 +16,7 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 
 use crate::connection::{RootCert, Secret};
 use crate::error::{ConfigError, LineIndex, Problem};
+use crate::onetimecopy::{CopyMode, FkStrategy, OnetimecopyConfig};
 use crate::replication::{self, ConflictPolicy, InstallConfig, ReplicationConfig};
 use crate::tables::{self, TableOverride, TableSelection};
 use crate::vars::{self, Expanded, VarError};
@@ -23,7 +24,15 @@ use crate::{suggest, url, Config, Side, SideConfig};
 
 type Span = Option<Range<usize>>;
 
-const TOP_KEYS: &[&str] = &["left", "right", "tables", "replication", "install", "table"];
+const TOP_KEYS: &[&str] = &[
+    "left",
+    "right",
+    "tables",
+    "replication",
+    "install",
+    "onetimecopy",
+    "table",
+];
 const SIDE_KEYS: &[&str] = &[
     "url",
     "password_file",
@@ -43,6 +52,7 @@ const REPLICATION_KEYS: &[&str] = &[
     "max_clock_skew_ms",
 ];
 const INSTALL_KEYS: &[&str] = &["lock_timeout_ms", "max_attempts"];
+const ONETIMECOPY_KEYS: &[&str] = &["mode", "from", "jobs", "range_rows", "defer_indexes", "fk"];
 const TABLE_KEYS: &[&str] = &["name", "conflict"];
 
 /// Where each section's keys live, for "`x` belongs in [y]" hints.
@@ -51,6 +61,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("[tables]", TABLES_KEYS),
     ("[replication]", REPLICATION_KEYS),
     ("[install]", INSTALL_KEYS),
+    ("[onetimecopy]", ONETIMECOPY_KEYS),
     ("[[table]] entries", TABLE_KEYS),
 ];
 
@@ -367,6 +378,7 @@ impl Cx<'_> {
         let tables = self.tables(root);
         let replication = self.replication(root);
         let install = self.install(root);
+        let onetimecopy = self.onetimecopy(root);
         let table_overrides = self.table_overrides(root);
         Some(Config {
             source: source.to_path_buf(),
@@ -375,6 +387,7 @@ impl Cx<'_> {
             tables: tables?,
             replication: replication?,
             install: install?,
+            onetimecopy: onetimecopy?,
             table_overrides: table_overrides?,
         })
     }
@@ -719,6 +732,49 @@ impl Cx<'_> {
         if let Some(f) = field(table, "install", "max_attempts") {
             if let Some(n) = self.positive(&f) {
                 config.max_attempts = n;
+            }
+        }
+        (self.problems.len() == before).then_some(config)
+    }
+
+    fn onetimecopy(&mut self, root: &dyn TableLike) -> Option<OnetimecopyConfig> {
+        let mut config = OnetimecopyConfig::default();
+        let Some(f) = field(root, "", "onetimecopy") else {
+            return Some(config);
+        };
+        let table = self.table(&f)?;
+        self.unknown_keys(table, "onetimecopy", ONETIMECOPY_KEYS, &|_| None);
+        let before = self.problems.len();
+        if let Some(f) = field(table, "onetimecopy", "mode") {
+            let values = CopyMode::ALL.map(|m| (m.as_str(), m));
+            if let Some(mode) = self.choice(&f, &values) {
+                config.mode = mode;
+            }
+        }
+        if let Some(f) = field(table, "onetimecopy", "from") {
+            if let Some(side) = self.choice(&f, &[("left", Side::Left), ("right", Side::Right)]) {
+                config.from = side;
+            }
+        }
+        if let Some(f) = field(table, "onetimecopy", "jobs") {
+            if let Some(n) = self.positive(&f) {
+                config.jobs = n;
+            }
+        }
+        if let Some(f) = field(table, "onetimecopy", "range_rows") {
+            if let Some(n) = self.positive(&f) {
+                config.range_rows = n;
+            }
+        }
+        if let Some(f) = field(table, "onetimecopy", "defer_indexes") {
+            if let Some(b) = self.boolean(&f) {
+                config.defer_indexes = b;
+            }
+        }
+        if let Some(f) = field(table, "onetimecopy", "fk") {
+            let values = FkStrategy::ALL.map(|s| (s.as_str(), s));
+            if let Some(fk) = self.choice(&f, &values) {
+                config.fk = fk;
             }
         }
         (self.problems.len() == before).then_some(config)

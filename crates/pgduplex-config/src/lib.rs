@@ -24,6 +24,7 @@
 mod connection;
 mod document;
 mod error;
+mod onetimecopy;
 mod replication;
 mod suggest;
 mod tables;
@@ -38,6 +39,10 @@ pub use connection::{
     DEFAULT_PORT, DEFAULT_SSL_MODE, DEFAULT_TARGET_SESSION_ATTRS,
 };
 pub use error::{ConfigError, Problem};
+pub use onetimecopy::{
+    CopyMode, FkStrategy, OnetimecopyConfig, DEFAULT_COPY_FROM, DEFAULT_COPY_JOBS,
+    DEFAULT_COPY_MODE, DEFAULT_DEFER_INDEXES, DEFAULT_FK_STRATEGY, DEFAULT_RANGE_ROWS,
+};
 pub use replication::{
     ConflictPolicy, InstallConfig, ReplicationConfig, DEFAULT_ALLOW_APPLY_TRIGGERS,
     DEFAULT_CONFLICT_POLICY, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_SYNC_NAME,
@@ -120,6 +125,8 @@ pub struct Config {
     pub replication: ReplicationConfig,
     /// `[install]`.
     pub install: InstallConfig,
+    /// `[onetimecopy]`.
+    pub onetimecopy: OnetimecopyConfig,
     /// `[[table]]` entries, in file order. Default: none.
     pub table_overrides: Vec<TableOverride>,
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod env;
 mod errors;
+mod onetimecopy;
 mod passwords;
 mod tables;
 mod tls;

@@ -4,6 +4,7 @@
 //! ([`setup`]). The replication engine proper (apply, copy, scan) joins here.
 
 pub mod check;
+pub mod copy;
 pub mod pair;
 pub mod replicate;
 pub mod setup;

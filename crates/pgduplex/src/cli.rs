@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pgduplex_config::{Config, Side};
+use pgduplex_config::{Config, CopyMode, FkStrategy, Side};
 use pgduplex_engine::replicate::{self, Replicator};
-use pgduplex_engine::{check, setup, EngineError};
+use pgduplex_engine::{check, copy, setup, EngineError};
 
 use crate::output::chain;
 use crate::EXIT_PROBLEM;
@@ -58,6 +58,9 @@ pub enum Command {
     /// Replicate changes both ways until stopped (SIGTERM/SIGINT), or with
     /// --until-idle until neither side has pending changes.
     Replicate(ReplicateArgs),
+    /// Copy the rows of every replicated table from one side to the other (the
+    /// initial copy): parallel, resumable, with progress. Installs the capture first.
+    Onetimecopy(OnetimecopyArgs),
     /// Run pgduplex on two throw-away local PostgreSQL servers and show what it does.
     Demo(DemoArgs),
 }
@@ -74,6 +77,61 @@ pub struct ReplicateArgs {
     /// Exit (0) once neither side has pending changes: for one-shot jobs and scripts.
     #[arg(long)]
     pub until_idle: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SideArg {
+    Left,
+    Right,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ModeArg {
+    /// Refuse, changing nothing, when a target table holds rows.
+    IfEmpty,
+    /// Empty the target tables first (never those a resumed copy already copied).
+    Truncate,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum FkArg {
+    /// replica where the target role may set session_replication_role, else order.
+    Auto,
+    /// Parents before children, tables linked by foreign keys from one snapshot.
+    Order,
+    /// session_replication_role = replica on the target (foreign keys not checked).
+    Replica,
+    /// Drop the foreign keys, copy, add them back NOT VALID, then VALIDATE.
+    DropReadd,
+}
+
+#[derive(Args, Debug)]
+pub struct OnetimecopyArgs {
+    /// The side to copy from (default: [onetimecopy] from, else left).
+    #[arg(long, value_enum)]
+    pub from: Option<SideArg>,
+    /// What to do with target tables that hold rows (default: [onetimecopy] mode, else if-empty).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Tables or key ranges copied at once (default: [onetimecopy] jobs, else 4).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// Only tables whose plain schema.table name matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub tables: Option<String>,
+    /// Drop the target's secondary indexes before copying, rebuild them after in parallel.
+    #[arg(long)]
+    pub defer_indexes: bool,
+    /// How to get past the target's foreign keys (default: [onetimecopy] fk, else auto).
+    #[arg(long, value_enum)]
+    pub fk: Option<FkArg>,
+    /// Split tables estimated above this many rows into key ranges of about this size
+    /// (default: [onetimecopy] range_rows, else 1000000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub range_rows: Option<u64>,
+    /// Seconds between progress log lines when standard error is not a terminal.
+    #[arg(long, default_value_t = 10.0)]
+    pub progress_interval: f64,
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +176,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Install => run_install(&config).await,
         Command::Uninstall => run_uninstall(&config).await,
         Command::Replicate(args) => run_replicate(&config, &args).await,
+        Command::Onetimecopy(args) => Box::pin(run_onetimecopy(&config, args)).await,
         Command::Demo(_) => unreachable!("demo runs without a configuration"),
     }
 }
@@ -216,6 +275,96 @@ async fn run_uninstall(config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_PROBLEM)
     })
+}
+
+/// The copy's options: `[onetimecopy]`, overridden by the command line.
+pub fn copy_options(config: &Config, args: &OnetimecopyArgs) -> Result<copy::CopyOptions, String> {
+    let mut o = copy::CopyOptions::from_config(config);
+    if let Some(from) = args.from {
+        o.from = match from {
+            SideArg::Left => Side::Left,
+            SideArg::Right => Side::Right,
+        };
+    }
+    match args.mode {
+        Some(ModeArg::IfEmpty) => o.mode = CopyMode::IfEmpty,
+        Some(ModeArg::Truncate) => o.mode = CopyMode::Truncate,
+        // `never` is for the daemon's start; run by hand, the copy copies.
+        None if o.mode == CopyMode::Never => o.mode = CopyMode::IfEmpty,
+        None => {}
+    }
+    if let Some(j) = args.jobs {
+        o.jobs = j as usize;
+    }
+    if let Some(t) = &args.tables {
+        o.tables = Some(
+            regex::Regex::new(t)
+                .map_err(|e| format!("--tables: not a valid regular expression: {e}"))?,
+        );
+    }
+    if args.defer_indexes {
+        o.defer_indexes = true;
+    }
+    if let Some(fk) = args.fk {
+        o.fk = match fk {
+            FkArg::Auto => FkStrategy::Auto,
+            FkArg::Order => FkStrategy::Order,
+            FkArg::Replica => FkStrategy::Replica,
+            FkArg::DropReadd => FkStrategy::DropReadd,
+        };
+    }
+    if let Some(r) = args.range_rows {
+        o.range_rows = r;
+    }
+    if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
+        return Err("--progress-interval: must be a positive number of seconds".into());
+    }
+    if o.progress != copy::progress::ProgressStyle::Terminal {
+        o.progress = copy::progress::ProgressStyle::Log(std::time::Duration::from_secs_f64(
+            args.progress_interval,
+        ));
+    }
+    Ok(o)
+}
+
+async fn run_onetimecopy(config: &Config, args: OnetimecopyArgs) -> anyhow::Result<ExitCode> {
+    let options = match copy_options(config, &args) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(crate::EXIT_USAGE));
+        }
+    };
+    match Box::pin(copy::run(config, &options)).await {
+        Ok(summary) => {
+            println!("{}", summary.render());
+            if !summary.complete {
+                println!(
+                    "some replicated tables were not selected (--tables) and are not copied yet"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(copy::CopyError::Engine(EngineError::NotReady { blocking })) => {
+            if let Ok(report) = check::check(config).await {
+                eprint!("{}", report.render_text());
+            }
+            eprintln!("error: onetimecopy refused: {blocking} problem(s) must be fixed first; nothing was changed");
+            Ok(ExitCode::from(EXIT_PROBLEM))
+        }
+        Err(err) => {
+            eprintln!("error: onetimecopy: {}", chain(&err));
+            if matches!(
+                err,
+                copy::CopyError::Unit { .. }
+                    | copy::CopyError::Db { .. }
+                    | copy::CopyError::Task(_)
+            ) {
+                eprintln!("what was copied is recorded on the target; run onetimecopy again to copy the rest");
+            }
+            Ok(ExitCode::from(EXIT_PROBLEM))
+        }
+    }
 }
 
 /// SIGTERM / SIGINT set the returned flag; a second signal exits at once.

@@ -97,7 +97,7 @@ fn lock_key(sync: &str) -> i32 {
 /// Session settings of the daemon's connections: text forms of values must not
 /// depend on either server's defaults (keys are compared as text, rows travel as
 /// COPY text).
-const SESSION_SETTINGS: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
+pub(crate) const SESSION_SETTINGS: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
      SET extra_float_digits = 3; SET bytea_output = hex; SET TimeZone = 'UTC'; \
      SET lc_monetary = 'C'; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0";
 
