@@ -549,3 +549,113 @@ async fn if_empty_refuses_and_truncate_works() {
     assert_eq!(pending(&r).await, 0, "the truncate or the copy echoed");
     assert_eq!(pending(&l).await, 0);
 }
+
+/// The daemon's start: on a fresh pair `replicate` installs, copies and then
+/// replicates. Killed in the middle of that copy, it resumes it at the next
+/// start (copying only what is unfinished); once the copy is done, a restart
+/// does not copy again. Changes made meanwhile arrive through the deltas.
+#[tokio::test]
+async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
+    let pair = TestPair::new().await;
+    pair.execute_both(
+        "create table t (id int primary key, v text);
+         create table u (id int primary key, v text);",
+    )
+    .await
+    .unwrap();
+    pair.left
+        .execute(
+            "insert into t select g, md5(g::text) from generate_series(1, 240000) g;
+             insert into u select g, 'u' from generate_series(1, 100) g;
+             analyze;",
+        )
+        .await
+        .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "[onetimecopy]\njobs = 1\nrange_rows = 10000\n");
+    let log = cfg.path.with_extension("log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+        .arg("--config")
+        .arg(&cfg.path)
+        .arg("replicate")
+        .env_remove("PGDUPLEX_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn pgduplex replicate");
+    let r = pair.right.client().await.unwrap();
+    wait_for(60, "two copied ranges of t", || async {
+        r.query_one(
+            "select to_regclass('pgduplex.copy_progress') is not null \
+               and (select count(*) from pgduplex.copy_progress where done and table_name = 't') >= 2",
+            &[],
+        )
+        .await
+        .map(|row| row.get::<_, Option<bool>>(0).unwrap_or(false))
+        .unwrap_or(false)
+    })
+    .await;
+    daemon.kill().expect("SIGKILL");
+    daemon.wait().unwrap();
+    let first = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !first.contains("replicating"),
+        "replicated before the copy ended:\n{first}"
+    );
+    let before = progress(&r).await;
+    let done_before = before.iter().filter(|p| p.2).count();
+    assert!(
+        done_before < before.len(),
+        "the copy finished before the kill: {before:?}"
+    );
+    assert_eq!(
+        count(
+            &r,
+            "select count(*) from pgduplex.copy_run where finished_at is null"
+        )
+        .await,
+        1
+    );
+
+    // Meanwhile, on the source: a change the copy may or may not have seen.
+    pair.left
+        .execute("update t set v = 'changed' where id = 239999; delete from u where id = 1")
+        .await
+        .unwrap();
+    let run = pgduplex_async(&cfg.path, &["replicate", "--until-idle"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("an initial copy was interrupted: resuming it"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("initial copy done"), "{}", run.stderr);
+    assert!(
+        run.stderr.find("initial copy done") < run.stderr.find("replicating"),
+        "replicated before the copy ended:\n{}",
+        run.stderr
+    );
+    // The ranges done before the kill were not copied again.
+    let after = progress(&r).await;
+    for p in before.iter().filter(|p| p.2) {
+        assert!(after.contains(p), "range {p:?} was copied again: {after:?}");
+    }
+    assert_identical(&pair).await;
+
+    // Done: a restart replicates at once.
+    pair.left
+        .execute("insert into u values (1000, 'after')")
+        .await
+        .unwrap();
+    let run = pgduplex_async(&cfg.path, &["replicate", "--until-idle"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("initial copy already done"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("initial copy done"), "{}", run.stderr);
+    assert_identical(&pair).await;
+    assert_eq!(pending(&r).await, 0);
+}

@@ -284,12 +284,24 @@ pub async fn ensure_initial_copy(
         }
         tracing::info!(started_at = %run.started_at, "an initial copy was interrupted: resuming it");
     }
-    drop(client);
     match Box::pin(run(config, options)).await {
         Ok(summary) => Ok(CopyOutcome::Copied(summary)),
-        Err(err @ CopyError::NotEmpty { .. }) => Ok(CopyOutcome::TargetNotEmpty {
-            error: crate::error_chain(&err),
-        }),
+        Err(err @ CopyError::NotEmpty { .. }) => {
+            // Settled for this pair: a later start must not copy into tables an
+            // application emptied since (replication is under way).
+            client
+                .execute(
+                    "INSERT INTO pgduplex.copy_run (sync, source, mode, finished_at) \
+                     VALUES ($1, $2, 'skipped: the target held rows', pg_catalog.now()) \
+                     ON CONFLICT (sync) DO NOTHING",
+                    &[&config.replication.sync, &options.from.as_str()],
+                )
+                .await
+                .map_err(db(target, "recording that no copy was made"))?;
+            Ok(CopyOutcome::TargetNotEmpty {
+                error: crate::error_chain(&err),
+            })
+        }
         Err(err) => Err(err),
     }
 }

@@ -54,6 +54,9 @@ pub enum ReplError {
     Engine(#[from] EngineError),
     #[error("the {0} side's lease moved on: another daemon took over this sync")]
     LeaseLost(Side),
+    /// The initial copy failed in a way a reconnect may cure.
+    #[error("the initial copy was interrupted: {0}")]
+    Copy(String),
     #[error("{0}")]
     Fatal(String),
 }
@@ -133,6 +136,8 @@ pub struct Replicator {
     batch_no: i64,
     /// Per target side: cycles in a row whose apply was rolled back.
     retries: [u32; 2],
+    /// The initial copy was done, found done, or not wanted.
+    copy_checked: bool,
 }
 
 impl Replicator {
@@ -245,6 +250,7 @@ impl Replicator {
             stats: Stats::default(),
             batch_no: 0,
             retries: [0; 2],
+            copy_checked: false,
         })
     }
 
@@ -326,6 +332,9 @@ impl Replicator {
                 .await?
                 .get(0);
         }
+        if !self.initial_copy(shutdown).await? {
+            return Ok(());
+        }
         tracing::info!(
             tables = self.plans.len(),
             "replicating {} table(s) as sync {sync:?} (lease epochs left {}, right {})",
@@ -400,6 +409,48 @@ impl Replicator {
                 rows_cap = ((bytes_cap / per_row) as usize).clamp(1, max_rows);
             }
         }
+    }
+
+    /// The initial copy (`[onetimecopy]`), under the daemon's lock: copies on a
+    /// fresh pair, resumes a copy that was interrupted, does nothing once it is
+    /// done. `Ok(false)`: a stop signal came during the copy (it resumes at the
+    /// next start).
+    async fn initial_copy(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, ReplError> {
+        use crate::copy::{ensure_initial_copy, progress::ProgressStyle, CopyOptions, CopyOutcome};
+        if self.copy_checked {
+            return Ok(true);
+        }
+        let mut options = CopyOptions::from_config(&self.config);
+        options.progress = ProgressStyle::Log(Duration::from_secs(10));
+        let target = options.from.other();
+        let copy = ensure_initial_copy(&self.config, &options);
+        tokio::pin!(copy);
+        let outcome = tokio::select! {
+            r = &mut copy => r,
+            _ = shutdown.changed() => {
+                tracing::info!("stop signal during the initial copy: it stops here and resumes at the next start");
+                return Ok(false);
+            }
+        };
+        match outcome {
+            Ok(CopyOutcome::Disabled | CopyOutcome::AlreadyDone { .. }) => {}
+            Ok(CopyOutcome::Copied(summary)) => {
+                tracing::info!("initial copy done: {}", summary.render().trim_end());
+            }
+            Ok(CopyOutcome::TargetNotEmpty { error }) => tracing::warn!(
+                "no initial copy: {error}. pgduplex replicates the changes made from now on; if the {target} \
+                 side is not a complete copy of the other, stop it and run `pgduplex onetimecopy --mode truncate`"
+            ),
+            Err(e) if copy_error_is_transient(&e) => {
+                return Err(ReplError::Copy(crate::error_chain(&e)));
+            }
+            Err(e) => return Err(ReplError::Fatal(crate::error_chain(&e))),
+        }
+        self.copy_checked = true;
+        Ok(true)
     }
 
     /// Compares the columns of plans `which` between the sides. A table whose
@@ -1028,6 +1079,21 @@ async fn check_clock_skew(config: &Config, left: &Client, right: &Client) -> Res
 }
 
 /// SQLSTATEs after which a retry can succeed.
+/// A copy error a reconnect may cure: a connection that failed or broke.
+fn copy_error_is_transient(err: &crate::copy::CopyError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+            return is_transient(pg);
+        }
+        if e.downcast_ref::<pgduplex_pg::PgError>().is_some() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 pub fn is_transient(err: &tokio_postgres::Error) -> bool {
     match err.code() {
         None => true,
