@@ -303,3 +303,39 @@ async fn a_partition_created_after_install_is_flagged_for_truncate() {
     let run = pgduplex_async(&cfg.path, &["check"]).await;
     assert!(!run.stdout.contains("partition public.p2"), "{}", run.all());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_key_to_a_table_left_out_is_a_warning() {
+    let pair = TestPair::new().await;
+    pair.execute_both(
+        "create table customers (id int primary key);
+         create table orders (id int primary key, customer int references customers (id));",
+    )
+    .await
+    .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "[tables]\nexclude = [\"^public\\\\.customers$\"]\n");
+    let run = pgduplex_async(&cfg.path, &["check"]).await;
+    run.assert_code(0);
+    let out = run.stdout.clone();
+    assert!(
+        out.contains(
+            "foreign key orders_customer_fkey references public.customers, which is not replicated"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "replicate public.customers too ([tables] include), or keep it identical on both sides"
+        ),
+        "{out}"
+    );
+    // Replicated too: no such warning.
+    let cfg = ConfigFile::for_pair(&pair, "");
+    let run = pgduplex_async(&cfg.path, &["check"]).await;
+    run.assert_code(0);
+    assert!(
+        !run.stdout.contains("which is not replicated"),
+        "{}",
+        run.stdout
+    );
+}

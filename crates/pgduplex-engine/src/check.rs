@@ -555,6 +555,32 @@ fn compare_tables(
             out.push((lt.clone(), rt.clone()));
         }
     }
+    // Foreign keys from a replicated table to one that is not: pgduplex cannot
+    // bring the referenced row along.
+    let replicated: Vec<&TableName> = out.iter().map(|(t, _)| &t.name).collect();
+    for st in [l, r] {
+        for fk in &st.catalog.foreign_keys {
+            if !replicated.contains(&&fk.table) || replicated.contains(&&fk.references) {
+                continue;
+            }
+            report.findings.push(Finding {
+                severity: Severity::Warning,
+                side: Some(st.side),
+                subject: format!("table {}", fk.table),
+                problem: format!(
+                    "foreign key {} references {}, which is not replicated: a row whose referenced row \
+                     is missing on the other side cannot be applied there (it is retried, with a warning) \
+                     or, where pgduplex applies with session_replication_role = replica, is applied without it",
+                    fk.name, fk.references
+                ),
+                fix: Some(format!(
+                    "replicate {} too ([tables] include), or keep it identical on both sides",
+                    fk.references
+                )),
+                apply_only: true,
+            });
+        }
+    }
     out
 }
 
