@@ -601,3 +601,59 @@ async fn truncate_against_pending_row_changes() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// A change the target commits while the batch is being applied
+// ---------------------------------------------------------------------------
+
+/// Right updates row 1 and holds it (not committed yet) while left updates it
+/// too: the daemon's read on right does not see right's change, its apply waits
+/// for the row, right commits, and the apply finds right's change before it
+/// writes. Under left_wins left's row is written, and the conflict is logged on
+/// both sides with both rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_committed_on_the_target_during_the_apply_is_a_conflict_logged_on_both_sides() {
+    let (pair, cfg) = agreeing_pair(SCHEMA, INITIAL, &policy_config("left_wins")).await;
+    let (l, r) = clients(&pair).await;
+    let mut holder = pair.right.client().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("update t set v = 'R' where id = 1", &[])
+        .await
+        .unwrap();
+    l.execute("update t set v = 'L' where id = 1", &[])
+        .await
+        .unwrap();
+    let path = cfg.path.clone();
+    let daemon =
+        tokio::spawn(
+            async move { run_bounded(None, &path, &["replicate", "--until-idle"], 60).await },
+        );
+    wait_for(30, "the apply waiting for row 1", || async {
+        r.query_one(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+               and wait_event_type = 'Lock' and query like '%FOR UPDATE%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+            > 0
+    })
+    .await;
+    tx.commit().await.unwrap();
+    daemon.await.unwrap().assert_code(0);
+    assert_converged(&pair).await;
+    assert_eq!(image(&r, "t", 1).await, Some(json!({"id": 1, "v": "L"})));
+    for (side, c) in [("left", &l), ("right", &r)] {
+        let log = conflict_log(c).await;
+        assert!(
+            log.iter().any(|e| e.table == "public.t"
+                && e.kind == "row"
+                && e.key == Some(json!(["1"]))
+                && e.winner == "left"
+                && e.left_row == Some(json!({"id": 1, "v": "L"}))
+                && e.right_row == Some(json!({"id": 1, "v": "R"}))),
+            "{side}: the conflict on row 1 is not logged: {log:#?}"
+        );
+    }
+}

@@ -39,6 +39,9 @@ pub struct Applied {
     /// written key after the check, a foreign key the target's own change broke,
     /// a lock the apply could not get in time).
     pub retry: Option<String>,
+    /// Conflicts found inside the apply (the target changed a key after the
+    /// read): logged on the target in the apply, on the source after it.
+    pub late: Vec<Conflict>,
 }
 
 /// The read transactions of a cycle end as soon as their rows are staged: the
@@ -342,8 +345,10 @@ fn json_key(key: &Key) -> String {
     serde_json::to_string(key).expect("strings serialise")
 }
 
-async fn log_conflicts(
-    tx: &Transaction<'_>,
+/// Writes `conflicts` to `pgduplex.conflicts` through `tx` (a transaction or a
+/// session).
+pub(crate) async fn log_conflicts<C: tokio_postgres::GenericClient>(
+    tx: &C,
     sync: &str,
     plans: &[TablePlan],
     conflicts: &[Conflict],
@@ -733,6 +738,8 @@ async fn apply_in(
     log_conflicts(tx, ctx.sync, plans, &dir.conflicts).await?;
     log_conflicts(tx, ctx.sync, plans, &late).await?;
     applied.conflicts = (dir.conflicts.len() + late.len()) as u64;
+    // The source logs them too, after the commit (see `cycle`).
+    applied.late = late;
 
     let mut all: Vec<i64> = applied.ledger.iter().flatten().copied().collect();
     all.extend(&applied.truncate_seqs);

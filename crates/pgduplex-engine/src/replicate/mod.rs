@@ -620,7 +620,7 @@ impl Replicator {
                     seqs.len(),
                     source.other()
                 );
-                self.delete_source(src, None, &seqs, &seqs).await?;
+                self.delete_source(src, None, &seqs, &seqs, &[]).await?;
                 tgt.apply
                     .execute(
                         "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
@@ -641,9 +641,12 @@ impl Replicator {
         row_seqs: Option<&[Vec<i64>]>,
         flat: &[i64],
         truncate_seqs: &[i64],
+        late: &[batch::Conflict],
     ) -> Result<(), ReplError> {
         src.apply.batch_execute("BEGIN").await?;
         let res = async {
+            apply::log_conflicts(&src.apply, &self.config.replication.sync, &self.plans, late)
+                .await?;
             for (i, p) in self.plans.iter().enumerate() {
                 let seqs = row_seqs.map_or(flat, |per_plan| per_plan[i].as_slice());
                 if !seqs.is_empty() {
@@ -934,6 +937,7 @@ impl Replicator {
                 Some(&applied.ledger),
                 &[],
                 &applied.truncate_seqs,
+                &applied.late,
             )
             .await?;
             failpoint::hit("source-deleted");
