@@ -657,3 +657,65 @@ async fn a_change_committed_on_the_target_during_the_apply_is_a_conflict_logged_
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A conflict no key-based policy can decide
+// ---------------------------------------------------------------------------
+
+/// Left and right insert different keys with the same value of another UNIQUE
+/// column. Neither row can be written on the other side; the daemon keeps both
+/// directions pending, says why in a WARN (with the server's detail), waits
+/// longer between tries, and goes on as soon as the data is fixed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unique_conflict_between_different_keys_is_reported_and_resolves_once_fixed() {
+    let pair = TestPair::new().await;
+    pair.execute_both("create table person (id int primary key, email text unique not null)")
+        .await
+        .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let (l, r) = clients(&pair).await;
+    l.execute("insert into person values (1, 'a@example.com')", &[])
+        .await
+        .unwrap();
+    r.execute("insert into person values (2, 'a@example.com')", &[])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+        .arg("--config")
+        .arg(&cfg.path)
+        .arg("replicate")
+        .env_remove("PGDUPLEX_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(60, "the WARN about the unique conflict", || async {
+        text().contains("rolled back 8 cycles in a row")
+    })
+    .await;
+    let t = text();
+    assert!(
+        t.contains("duplicate key value violates unique constraint")
+            && t.contains("(email)=(a@example.com)"),
+        "{t}"
+    );
+    assert_eq!(pending(&l).await + pending(&r).await, 2, "{t}");
+    // The fix: the right's row goes.
+    r.execute("delete from person where id = 2", &[])
+        .await
+        .unwrap();
+    wait_for(60, "convergence after the fix", || async {
+        pending(&l).await + pending(&r).await == 0
+    })
+    .await;
+    daemon.kill().await.unwrap();
+    assert_converged(&pair).await;
+    assert_eq!(rows(&r, "person").await, ["(1,a@example.com)"]);
+}

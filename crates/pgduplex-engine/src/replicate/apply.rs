@@ -446,7 +446,11 @@ async fn run_direction(
             return Ok(applied);
         }
         Ok(Some(why)) => why,
-        Err(ReplError::Db(e)) if is_retryable(&e) => crate::error_chain(&e),
+        Err(ReplError::Db(e)) if is_retryable(&e) => match e.as_db_error().and_then(|d| d.detail())
+        {
+            Some(detail) => format!("{} ({detail})", crate::error_chain(&e)),
+            None => crate::error_chain(&e),
+        },
         Err(e) => {
             temps.forget_new();
             return Err(e);

@@ -394,19 +394,31 @@ impl Replicator {
             }
             idle_since = None;
             // A signal lets the batch in hand finish, but not for ever.
-            let cycle = self.cycle(&mut conns, &pending, epoch, rows_cap);
-            tokio::pin!(cycle);
-            let outcome = tokio::select! {
-                r = &mut cycle => r?,
-                _ = wait_for_shutdown_deadline(shutdown.clone()) => {
-                    tracing::warn!("the batch in hand did not finish in time after the stop signal; rolling it back");
-                    return Ok(());
+            let outcome = {
+                let cycle = self.cycle(&mut conns, &pending, epoch, rows_cap);
+                tokio::pin!(cycle);
+                tokio::select! {
+                    r = &mut cycle => r?,
+                    _ = wait_for_shutdown_deadline(shutdown.clone()) => {
+                        tracing::warn!("the batch in hand did not finish in time after the stop signal; rolling it back");
+                        return Ok(());
+                    }
                 }
             };
             // Size the next batch from the bytes per row seen.
             if outcome.delta_rows > 0 && outcome.bytes > 0 {
                 let per_row = (outcome.bytes / outcome.delta_rows as u64).max(1);
                 rows_cap = ((bytes_cap / per_row) as usize).clamp(1, max_rows);
+            }
+            // A direction rolled back cycles in a row waits a little longer each
+            // time (up to 5 s) instead of hammering both servers.
+            let retries = self.retries.iter().copied().max().unwrap_or(0);
+            if retries > 1 {
+                let wait = (poll * retries).min(Duration::from_secs(5));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
     }
