@@ -260,3 +260,30 @@ async fn schema_drift_pauses_the_table_and_resumes_when_both_sides_match() {
     assert!(status.success(), "SIGTERM exit: {status:?}");
     assert_converged(&pair).await;
 }
+
+/// The README's first command: `pgduplex demo` runs the whole job on two
+/// throw-away servers and ends with both sides identical and nothing pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_the_whole_job() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+        .arg("demo")
+        .env_remove("PGDUPLEX_CONFIG")
+        .output()
+        .await
+        .expect("run pgduplex demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    for want in [
+        "initial copy: 1103 row(s) of 3 table(s), left to right",
+        "conflict on customer [\"1\"] (row): left wins",
+        "every row compared: both sides identical",
+        "pending changes after replication: 0 on the left, 0 on the right (no echo)",
+        "schema pgduplex removed: true",
+    ] {
+        assert!(
+            stdout.contains(want),
+            "demo output lacks {want:?}:\n{stdout}\n{stderr}"
+        );
+    }
+}

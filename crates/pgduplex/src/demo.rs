@@ -1,13 +1,15 @@
-//! `pgduplex demo`: the whole capture story on two throw-away local servers, with
-//! nothing to configure. It starts two PostgreSQL servers (the test kit's, from the
-//! installed server binaries), creates a small shop on both, then runs the real
-//! `check`, `install`, writes on both sides, shows what was captured (and that
-//! pgduplex's own apply transactions are not), and `uninstall`s.
+//! `pgduplex demo`: the whole job on two throw-away local servers, with nothing
+//! to configure. It starts two PostgreSQL servers (the test kit's, from the
+//! installed server binaries), creates a small shop on both with rows on the left
+//! only, then runs the real `check` and `replicate` (install, initial copy,
+//! replication both ways with a conflict), shows that both sides hold the same
+//! rows with nothing pending (no echo), and `uninstall`s.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use pgduplex_config::Config;
+use pgduplex_engine::replicate::{self, Replicator};
 use pgduplex_engine::{check, setup};
 use pgduplex_testkit::db::start_pair;
 use pgduplex_testkit::ServerOptions;
@@ -35,6 +37,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         s.run_sql("postgres", "CREATE DATABASE shop")?;
         s.run_sql("shop", SHOP)?;
     }
+    // The rows the application already has, on the left only.
+    left.run_sql(
+        "shop",
+        "INSERT INTO customer SELECT g, 'c' || g || '@example.com', 'Customer ' || g FROM generate_series(1, 3) g;
+         UPDATE customer SET name = 'Ada' WHERE id = 1;
+         INSERT INTO \"Order\" (customer_id, total) SELECT 1 + g % 3, g FROM generate_series(1, 1000) g;
+         INSERT INTO event SELECT '2026-11-21', g, 'seeded' FROM generate_series(1, 100) g;",
+    )?;
     println!("   left  = {}/shop", left.display_addr());
     println!("   right = {}/shop", right.display_addr());
     let text = format!(
@@ -52,74 +62,81 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let report = check::check(&config).await?;
         print!("{}", indent(&report.render_text()));
 
-        println!("\n== pgduplex install");
-        let done = setup::install(&config).await?;
-        println!(
-            "   capture installed on {} table(s) on each side",
-            done.left.installed.len()
-        );
-
-        println!("\n== the application writes on both sides");
+        println!("\n== pgduplex replicate --until-idle (first start: install, initial copy, replication)");
+        let stats = replicate_until_idle(&config).await?;
         let l = pgduplex_pg::Endpoint::new("left", &config.left.connection)?.connect().await?;
         let r = pgduplex_pg::Endpoint::new("right", &config.right.connection)?.connect().await?;
+        let copied = r
+            .query_one(
+                "SELECT count(DISTINCT table_name), coalesce(sum(rows), 0)::int8 FROM pgduplex.copy_progress WHERE done",
+                &[],
+            )
+            .await?;
+        println!(
+            "   initial copy: {} row(s) of {} table(s), left to right; then {} batch(es) of changes",
+            copied.get::<_, i64>(1),
+            copied.get::<_, i64>(0),
+            stats.batches
+        );
+        show_counts(&l, &r).await?;
+
+        println!("\n== the application writes on both sides, the same customer on both");
         l.batch_execute(
-            "INSERT INTO customer VALUES (1, 'ada@example.com', 'Ada'), (2, 'bob@example.com', 'Bob');
-             INSERT INTO \"Order\" (customer_id, total) VALUES (1, 12.50), (2, 99.00);
-             UPDATE customer SET id = 10 WHERE id = 2 AND false;  -- touches nothing
-             UPDATE customer SET name = 'Ada L.' WHERE id = 1;
-             INSERT INTO event VALUES ('2026-11-21', 1, 'signup');
+            "INSERT INTO customer VALUES (4, 'dee@example.com', 'Dee');
+             INSERT INTO \"Order\" (customer_id, total) VALUES (4, 7.25);
+             UPDATE customer SET name = 'Ada Lovelace' WHERE id = 1;
+             INSERT INTO event VALUES ('2026-11-22', 3, 'left wrote this');
              CREATE TABLE event_2027 PARTITION OF event FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
-             INSERT INTO event_2027 VALUES ('2027-01-02', 2, 'straight into a new partition');",
+             INSERT INTO event_2027 VALUES ('2027-01-02', 4, 'straight into a new partition');",
         )
         .await?;
         r.batch_execute(
-            "INSERT INTO customer VALUES (3, 'cy@example.com', 'Cy');
-             DELETE FROM customer WHERE id = 3;",
+            "CREATE TABLE event_2027 PARTITION OF event FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+             INSERT INTO customer VALUES (5, 'eve@example.com', 'Eve');
+             -- Identity values are per side: the right uses its own range here (the
+             -- `sequences` command will set them apart for you).
+             INSERT INTO \"Order\" (id, customer_id, total) VALUES (100001, 5, 42.00);
+             UPDATE customer SET name = 'Countess Ada' WHERE id = 1;
+             DELETE FROM \"Order\" WHERE customer_id = 2;
+             DELETE FROM customer WHERE id = 2;",
         )
         .await?;
-        println!("   and pgduplex's own apply writes on the right (SET LOCAL pgduplex.applying = 'on'):");
-        r.batch_execute(
-            "BEGIN; SET LOCAL pgduplex.applying = 'on';
-             INSERT INTO customer VALUES (1, 'ada@example.com', 'Ada L.'); COMMIT;",
-        )
-        .await?;
-        for (side, c) in [("left", &l), ("right", &r)] {
-            println!("\n== captured on the {side} (pgduplex.delta_*: operation and key)");
-            let tables = c
-                .query(
-                    "SELECT id, table_name, key_columns FROM pgduplex.replicated_table ORDER BY id",
-                    &[],
-                )
-                .await?;
-            for t in tables {
-                let id: i32 = t.get(0);
-                let name: String = t.get(1);
-                let keys: Vec<String> = t.get(2);
-                // The delta table stores key column i as k<i+1>.
-                let key_expr = keys
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| format!("{} || '=' || k{}::text", pgduplex_pg::quote_literal(k), i + 1))
-                    .collect::<Vec<_>>()
-                    .join(" || ', ' || ");
-                let rows = c
-                    .query(
-                        &format!("SELECT op::text, {key_expr} FROM pgduplex.delta_{id} ORDER BY seq"),
-                        &[],
-                    )
-                    .await?;
-                let shown: Vec<String> = rows
-                    .iter()
-                    .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
-                    .collect();
-                println!(
-                    "   {name:<8} {}",
-                    if shown.is_empty() { "(nothing)".to_string() } else { shown.join(", ") }
-                );
-            }
+        println!("   pending changes: {} on the left, {} on the right", pending(&l).await?, pending(&r).await?);
+
+        println!("\n== pgduplex replicate --until-idle");
+        let stats = replicate_until_idle(&config).await?;
+        println!(
+            "   done: {} row(s) to the right, {} to the left, {} conflict(s)",
+            stats.rows[1], stats.rows[0], stats.conflicts
+        );
+        for row in l
+            .query(
+                "SELECT table_name, key::text, kind, winner, left_row::text, right_row::text FROM pgduplex.conflicts ORDER BY id",
+                &[],
+            )
+            .await?
+        {
+            println!(
+                "   conflict on {} {} ({}): {} wins\n      left  {}\n      right {}",
+                row.get::<_, String>(0),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2),
+                row.get::<_, String>(3),
+                row.get::<_, Option<String>>(4).unwrap_or_else(|| "(none)".into()),
+                row.get::<_, Option<String>>(5).unwrap_or_else(|| "(none)".into()),
+            );
         }
-        println!("\n   (the apply transaction's insert on the right was not captured: no echo)");
-        println!("   `pgduplex replicate` replays these changes to the other side (the demo does not run it yet).");
+        show_counts(&l, &r).await?;
+        let cmp = pgduplex_testkit::compare::compare_databases(&l, &r).await?;
+        println!(
+            "   every row compared: {}",
+            if cmp.is_identical() { "both sides identical".to_string() } else { cmp.summary() }
+        );
+        println!(
+            "   pending changes after replication: {} on the left, {} on the right (no echo)",
+            pending(&l).await?,
+            pending(&r).await?
+        );
 
         println!("\n== pgduplex uninstall");
         let gone = setup::uninstall(&config).await?;
@@ -143,6 +160,49 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     println!("\n== stopping the demo servers");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `pgduplex replicate --until-idle` does, in process.
+async fn replicate_until_idle(config: &Config) -> anyhow::Result<replicate::Stats> {
+    let mut daemon = Replicator::prepare(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(pgduplex_engine::error_chain(&e)))?;
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    daemon
+        .run(replicate::Options { until_idle: true }, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!(pgduplex_engine::error_chain(&e)))?;
+    Ok(daemon.stats.clone())
+}
+
+/// Pending delta rows of one side (all delta tables and the TRUNCATE log).
+async fn pending(c: &tokio_postgres::Client) -> anyhow::Result<i64> {
+    let tables = c
+        .query("SELECT id FROM pgduplex.replicated_table ORDER BY id", &[])
+        .await?;
+    let mut n = 0;
+    for t in tables {
+        let id: i32 = t.get(0);
+        n += c
+            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
+            .await?
+            .get::<_, i64>(0);
+    }
+    Ok(n)
+}
+
+async fn show_counts(l: &tokio_postgres::Client, r: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let sql = "SELECT (SELECT count(*) FROM customer), (SELECT count(*) FROM \"Order\"), (SELECT count(*) FROM event)";
+    for (side, c) in [("left ", l), ("right", r)] {
+        let row = c.query_one(sql, &[]).await?;
+        println!(
+            "   {side}: {} customer(s), {} order(s), {} event(s)",
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        );
+    }
+    Ok(())
 }
 
 fn indent(text: &str) -> String {

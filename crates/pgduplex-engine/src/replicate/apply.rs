@@ -741,7 +741,14 @@ async fn apply_in(
     }
     log_conflicts(tx, ctx.sync, plans, &dir.conflicts).await?;
     log_conflicts(tx, ctx.sync, plans, &late).await?;
-    applied.conflicts = (dir.conflicts.len() + late.len()) as u64;
+    // Counted once, as the left's log holds them: the decided ones with the
+    // apply to the left (both directions log them), the late ones with either.
+    let decided = if dir.target == pgduplex_config::Side::Left {
+        dir.conflicts.len()
+    } else {
+        0
+    };
+    applied.conflicts = (decided + late.len()) as u64;
     // The source logs them too, after the commit (see `cycle`).
     applied.late = late;
 
