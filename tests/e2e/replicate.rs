@@ -287,3 +287,75 @@ async fn the_demo_runs_the_whole_job() {
         );
     }
 }
+
+/// `pgduplex status` says, per side, whether pgduplex is installed, what is
+/// pending and how old, whether the daemon runs, the conflicts and the initial
+/// copy, in text and in JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_install_pending_daemon_conflicts_and_copy() {
+    let pair = TestPair::new().await;
+    pair.execute_both("create table t (id int primary key, v text)")
+        .await
+        .unwrap();
+    pair.left
+        .execute("insert into t select g, 'v' from generate_series(1, 50) g")
+        .await
+        .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "");
+    let run = pgduplex_async(&cfg.path, &["status"]).await;
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout.matches("pgduplex is not installed").count(),
+        2,
+        "{}",
+        run.stdout
+    );
+
+    let run = pgduplex_async(&cfg.path, &["replicate", "--until-idle"]).await;
+    run.assert_code(0);
+    let (l, r) = (
+        pair.left.client().await.unwrap(),
+        pair.right.client().await.unwrap(),
+    );
+    l.execute("update t set v = 'left' where id = 1", &[])
+        .await
+        .unwrap();
+    r.execute("update t set v = 'right' where id = 1", &[])
+        .await
+        .unwrap();
+    l.execute("insert into t values (100, 'new')", &[])
+        .await
+        .unwrap();
+    let run = pgduplex_async(&cfg.path, &["status"]).await;
+    run.assert_code(0);
+    let out = &run.stdout;
+    assert!(
+        out.contains("installed: schema version 3, 1 table(s) replicated"),
+        "{out}"
+    );
+    assert!(out.contains("pending: 2 change(s), the oldest"), "{out}");
+    assert!(out.contains("pending: 1 change(s), the oldest"), "{out}");
+    assert!(out.contains("daemon: not running (lease: "), "{out}");
+    assert!(
+        out.contains("initial copy from the left: done at ") && out.contains("50 row(s)"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&cfg, dir.path());
+    wait_for(30, "the daemon to drain", || async {
+        pending(&l).await + pending(&r).await == 0
+    })
+    .await;
+    let run = pgduplex_async(&cfg.path, &["status", "--format", "json"]).await;
+    run.assert_code(0);
+    let st: serde_json::Value = serde_json::from_str(&run.stdout).expect("status JSON");
+    for side in st["sides"].as_array().unwrap() {
+        assert_eq!(side["pending_changes"], 0, "{st}");
+        assert!(side["daemon"]["lock_held_by_pid"].is_i64(), "{st}");
+        assert_eq!(side["conflicts"], 1, "{st}");
+    }
+    assert_eq!(st["sides"][1]["initial_copy"]["state"], "done", "{st}");
+    assert_eq!(st["sides"][1]["initial_copy"]["rows_copied"], 50, "{st}");
+    assert!(daemon.terminate().success());
+}

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod pair;
 pub mod replicate;
 pub mod setup;
+pub mod status;
 
 use pgduplex_config::Side;
 use pgduplex_pg::PgError;

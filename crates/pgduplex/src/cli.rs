@@ -61,6 +61,9 @@ pub enum Command {
     /// Copy the rows of every replicated table from one side to the other (the
     /// initial copy): parallel, resumable, with progress. Installs the capture first.
     Onetimecopy(OnetimecopyArgs),
+    /// Show what pgduplex is doing on each side: pending changes and the oldest's
+    /// age, the daemon and its lease, conflicts, the initial copy.
+    Status(CheckArgs),
     /// Run pgduplex on two throw-away local PostgreSQL servers and show what it does.
     Demo(DemoArgs),
 }
@@ -177,8 +180,22 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Uninstall => run_uninstall(&config).await,
         Command::Replicate(args) => run_replicate(&config, &args).await,
         Command::Onetimecopy(args) => Box::pin(run_onetimecopy(&config, args)).await,
+        Command::Status(args) => run_status(&config, args.format).await,
         Command::Demo(_) => unreachable!("demo runs without a configuration"),
     }
+}
+
+async fn run_status(config: &Config, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let st = pgduplex_engine::status::status(config).await?;
+    match format {
+        OutputFormat::Text => print!("{}", st.render_text()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+    }
+    Ok(if st.sides.iter().any(|s| s.error.is_some()) {
+        ExitCode::from(EXIT_PROBLEM)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn run_check(config: &Config, format: OutputFormat) -> anyhow::Result<ExitCode> {

@@ -86,9 +86,9 @@ pub struct Stats {
 }
 
 /// Advisory lock "class" of pgduplex (ASCII "pgdx").
-const LOCK_CLASS: i32 = 0x7067_6478;
+pub(crate) const LOCK_CLASS: i32 = 0x7067_6478;
 
-fn lock_key(sync: &str) -> i32 {
+pub(crate) fn lock_key(sync: &str) -> i32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in sync.bytes() {
         h ^= u32::from(b);

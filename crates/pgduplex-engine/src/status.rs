@@ -1,0 +1,287 @@
+//! `pgduplex status`: what pgduplex is doing on each side, read from the
+//! databases alone (the daemon need not run): the install, the pending changes and
+//! the age of the oldest, the daemon holding the pair's lock and its lease, the
+//! conflicts logged, and the initial copy into that side.
+
+use pgduplex_config::{Config, Side};
+use pgduplex_pg::install::schema_version;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::pair::endpoints;
+use crate::replicate::{lock_key, LOCK_CLASS};
+use crate::EngineError;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub sync: String,
+    pub sides: Vec<SideStatus>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SideStatus {
+    pub side: String,
+    /// The connection, without its password.
+    pub url: String,
+    /// Why the side could not be read (unreachable, no permission...).
+    pub error: Option<String>,
+    pub installed: bool,
+    pub schema_version: Option<i32>,
+    pub tables: i64,
+    /// Delta rows not yet applied to the other side.
+    pub pending_changes: i64,
+    pub pending_truncates: i64,
+    /// Age of the oldest pending change, in seconds.
+    pub oldest_pending_seconds: Option<f64>,
+    pub daemon: Option<DaemonStatus>,
+    pub conflicts: i64,
+    pub last_conflict_at: Option<String>,
+    /// The initial copy into this side, if one was started or settled.
+    pub initial_copy: Option<CopyStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DaemonStatus {
+    /// The server process of the session holding the pair's advisory lock.
+    pub lock_held_by_pid: Option<i32>,
+    /// The last daemon that took the lease: host, version, pid.
+    pub lease_owner: String,
+    pub lease_epoch: i64,
+    pub lease_since: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CopyStatus {
+    /// "in progress", "done" or "skipped".
+    pub state: String,
+    pub source: String,
+    pub mode: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub parts_done: i64,
+    pub parts_total: i64,
+    pub rows_copied: i64,
+}
+
+/// Reads the status of both sides; a side that cannot be read says why.
+pub async fn status(config: &Config) -> Result<Status, EngineError> {
+    let [l, r] = endpoints(config)?;
+    let sync = config.replication.sync.clone();
+    let (ls, rs) = tokio::join!(
+        side_status(Side::Left, l, &sync),
+        side_status(Side::Right, r, &sync)
+    );
+    Ok(Status {
+        sync,
+        sides: vec![ls, rs],
+    })
+}
+
+async fn side_status(side: Side, endpoint: pgduplex_pg::Endpoint, sync: &str) -> SideStatus {
+    let mut st = SideStatus {
+        side: side.to_string(),
+        url: endpoint.redacted().to_string(),
+        ..SideStatus::default()
+    };
+    let client = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            st.error = Some(crate::error_chain(&e));
+            return st;
+        }
+    };
+    if let Err(e) = read_side(&client, sync, &mut st).await {
+        st.error = Some(crate::error_chain(&e));
+    }
+    st
+}
+
+async fn read_side(
+    c: &Client,
+    sync: &str,
+    st: &mut SideStatus,
+) -> Result<(), tokio_postgres::Error> {
+    // Not installed, or not readable by this role: shown as not installed.
+    st.schema_version = schema_version(c).await.unwrap_or_default();
+    st.installed = st.schema_version.is_some();
+    if !st.installed {
+        return Ok(());
+    }
+    let ids: Vec<i32> = c
+        .query(
+            "SELECT id FROM pgduplex.replicated_table WHERE sync = $1 ORDER BY id",
+            &[&sync],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    st.tables = ids.len() as i64;
+    if !ids.is_empty() {
+        let parts = ids
+            .iter()
+            .map(|id| {
+                format!("SELECT count(*) AS n, min(captured_at) AS m FROM pgduplex.delta_{id}")
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT coalesce(sum(n), 0)::int8, \
+                            extract(epoch FROM pg_catalog.clock_timestamp() - min(m))::float8 FROM ({parts}) x"
+                ),
+                &[],
+            )
+            .await?;
+        st.pending_changes = row.get(0);
+        st.oldest_pending_seconds = row.get(1);
+    }
+    st.pending_truncates = c
+        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
+        .await?
+        .get(0);
+    let holder: Option<i32> = c
+        .query_opt(
+            "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted \
+               AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+               AND classid = $1::text::oid AND objid = $2::text::oid AND objsubid = 2 LIMIT 1",
+            &[&LOCK_CLASS.to_string(), &lock_key(sync).to_string()],
+        )
+        .await?
+        .map(|r| r.get(0));
+    if let Some(lease) = c
+        .query_opt(
+            "SELECT owner, epoch, acquired_at::text FROM pgduplex.lease WHERE sync = $1",
+            &[&sync],
+        )
+        .await?
+    {
+        st.daemon = Some(DaemonStatus {
+            lock_held_by_pid: holder,
+            lease_owner: lease.get(0),
+            lease_epoch: lease.get(1),
+            lease_since: lease.get(2),
+        });
+    }
+    let conflicts = c
+        .query_one(
+            "SELECT count(*), max(detected_at)::text FROM pgduplex.conflicts WHERE sync = $1",
+            &[&sync],
+        )
+        .await?;
+    st.conflicts = conflicts.get(0);
+    st.last_conflict_at = conflicts.get(1);
+    let has_copy: bool = c
+        .query_one(
+            "SELECT pg_catalog.to_regclass('pgduplex.copy_run') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if has_copy {
+        if let Some(run) = c
+            .query_opt(
+                "SELECT source, mode, started_at::text, finished_at::text, \
+                        (SELECT count(*) FILTER (WHERE done) FROM pgduplex.copy_progress p WHERE p.sync = r.sync), \
+                        (SELECT count(*) FROM pgduplex.copy_progress p WHERE p.sync = r.sync), \
+                        (SELECT coalesce(sum(rows) FILTER (WHERE done), 0)::int8 FROM pgduplex.copy_progress p WHERE p.sync = r.sync) \
+                   FROM pgduplex.copy_run r WHERE sync = $1",
+                &[&sync],
+            )
+            .await?
+        {
+            let mode: String = run.get(1);
+            let finished_at: Option<String> = run.get(3);
+            let state = if mode.starts_with("skipped") {
+                "skipped"
+            } else if finished_at.is_some() {
+                "done"
+            } else {
+                "in progress"
+            };
+            st.initial_copy = Some(CopyStatus {
+                state: state.to_string(),
+                source: run.get(0),
+                mode,
+                started_at: run.get(2),
+                finished_at,
+                parts_done: run.get(4),
+                parts_total: run.get(5),
+                rows_copied: run.get(6),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Status {
+    pub fn render_text(&self) -> String {
+        let mut out = format!("sync {:?}\n", self.sync);
+        for s in &self.sides {
+            out.push_str(&format!("{}: {}\n", s.side, s.url));
+            if let Some(e) = &s.error {
+                out.push_str(&format!("  cannot be read: {e}\n"));
+                continue;
+            }
+            if !s.installed {
+                out.push_str("  pgduplex is not installed (run `pgduplex install` or `pgduplex replicate`)\n");
+                continue;
+            }
+            out.push_str(&format!(
+                "  installed: schema version {}, {} table(s) replicated\n",
+                s.schema_version.unwrap_or_default(),
+                s.tables
+            ));
+            let oldest = s
+                .oldest_pending_seconds
+                .map(|a| format!(", the oldest {a:.1} s ago"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  pending: {} change(s){oldest}, {} TRUNCATE(s)\n",
+                s.pending_changes, s.pending_truncates
+            ));
+            match &s.daemon {
+                Some(d) => out.push_str(&format!(
+                    "  daemon: {} (lease: {}, epoch {}, since {})\n",
+                    match d.lock_held_by_pid {
+                        Some(pid) => format!("running, its session is server pid {pid}"),
+                        None => "not running".to_string(),
+                    },
+                    d.lease_owner,
+                    d.lease_epoch,
+                    d.lease_since
+                )),
+                None => out.push_str("  daemon: has never run on this pair\n"),
+            }
+            out.push_str(&format!(
+                "  conflicts: {} logged{}\n",
+                s.conflicts,
+                s.last_conflict_at
+                    .as_ref()
+                    .map(|t| format!(", the last at {t}"))
+                    .unwrap_or_default()
+            ));
+            if let Some(cp) = &s.initial_copy {
+                let detail = match cp.state.as_str() {
+                    "skipped" => "skipped: this side already held rows".to_string(),
+                    "done" => format!(
+                        "done at {} ({} part(s), {} row(s))",
+                        cp.finished_at.as_deref().unwrap_or("?"),
+                        cp.parts_total,
+                        cp.rows_copied
+                    ),
+                    _ => format!(
+                        "in progress since {}: {} of {} part(s) done, {} row(s)",
+                        cp.started_at, cp.parts_done, cp.parts_total, cp.rows_copied
+                    ),
+                };
+                out.push_str(&format!(
+                    "  initial copy from the {}: {detail}\n",
+                    cp.source
+                ));
+            }
+        }
+        out
+    }
+}
