@@ -41,8 +41,6 @@ pub struct SideRead {
     /// Per plan: pending keys.
     pub changes: Vec<BTreeMap<Key, KeyChange>>,
     pub truncates: Vec<TruncateEvent>,
-    /// Per plan: locked `ACCESS SHARE` by the read transaction (pending tables).
-    pub locked: Vec<bool>,
     /// Delta rows read (the batch cap counts these).
     pub delta_rows: usize,
     /// The cap stopped the read before every pending delta was read.

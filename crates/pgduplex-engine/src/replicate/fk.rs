@@ -398,7 +398,6 @@ pub async fn resolve(
     reads: [&SideRead; 2],
     clients: [&Client; 2],
     dirs: &mut [Direction; 2],
-    touched: &mut Vec<usize>,
 ) -> Result<usize, tokio_postgres::Error> {
     let mut r = Resolver {
         reads,
@@ -410,7 +409,7 @@ pub async fn resolve(
     for round in 0..MAX_ROUNDS {
         r.changed = false;
         for fk in fks {
-            check(&mut r, fk, plans, clients, dirs, touched).await?;
+            check(&mut r, fk, plans, clients, dirs).await?;
         }
         if !r.changed {
             break;
@@ -441,15 +440,12 @@ async fn check(
     plans: &[TablePlan],
     clients: [&Client; 2],
     dirs: &mut [Direction; 2],
-    touched: &mut Vec<usize>,
 ) -> Result<(), tokio_postgres::Error> {
     let relevant =
         (0..2).any(|d| !dirs[d].keys[fk.child].is_empty() || !dirs[d].keys[fk.parent].is_empty());
     if !relevant {
         return Ok(());
     }
-    // The checks read both tables in both read transactions.
-    touched.extend([fk.child, fk.parent]);
     let (child, parent) = (&plans[fk.child], &plans[fk.parent]);
     for s in Side::BOTH {
         let t = s.other();

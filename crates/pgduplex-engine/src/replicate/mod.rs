@@ -717,7 +717,6 @@ impl Replicator {
         let n = plans.len();
         let mut read = SideRead {
             changes: vec![BTreeMap::new(); n],
-            locked: pending[..n].to_vec(),
             ..SideRead::default()
         };
         c.read
@@ -841,26 +840,20 @@ impl Replicator {
         cap: usize,
     ) -> Result<CycleOutcome, ReplError> {
         let plans = &self.plans;
-        let (mut lr, mut rr) = tokio::try_join!(
+        let (lr, rr) = tokio::try_join!(
             Self::read_side(plans, &conns[0], &pending[0], cap),
             Self::read_side(plans, &conns[1], &pending[1], cap)
         )?;
         let images = self.conflict_images(conns, [&lr, &rr]).await?;
         let mut dirs = plan_directions(plans, [&lr, &rr], &images);
-        let mut touched = Vec::new();
         let fk_conflicts = fk::resolve(
             &self.fks,
             plans,
             [&lr, &rr],
             [&conns[0].read, &conns[1].read],
             &mut dirs,
-            &mut touched,
         )
         .await?;
-        for i in touched {
-            lr.locked[i] = true;
-            rr.locked[i] = true;
-        }
         if fk_conflicts > 0 {
             tracing::info!("{fk_conflicts} foreign-key conflict(s) between the sides' changes; decided by policy and logged");
         }
