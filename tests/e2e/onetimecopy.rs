@@ -73,6 +73,11 @@ create table events_2024 partition of events for values from ('2024-01-01') to (
 create table events_2025 partition of events for values from ('2025-01-01') to ('2026-01-01');
 create table split_me (id int primary key, v text);
 create index split_me_v on split_me (v);
+-- zoo's built-in-typed columns: a table that travels as binary COPY.
+do $$ begin execute (select 'create table zoo_bin (' || string_agg(pg_catalog.format('%I %s', attname,
+    pg_catalog.format_type(atttypid, atttypmod)), ', ' order by attnum) || ', primary key (id))'
+  from pg_attribute where attrelid = 'zoo'::regclass and attnum > 0 and not attisdropped
+   and attgenerated = '' and attidentity = '' and atttypid < 16384); end $$;
 "#;
 
 const ZOO_ROWS: &str = r#"
@@ -111,6 +116,8 @@ insert into big_value values (1, repeat('0123456789abcdef', 50 * 1024 * 1024 / 1
                              (2, null, decode(repeat('ab', 1024 * 1024), 'hex'));
 insert into events select g, date '2024-06-01' + (g % 400), 'e' || g from generate_series(1, 2000) g;
 insert into split_me select g, md5(g::text) from generate_series(1, 20000) g;
+do $$ begin execute (select 'insert into zoo_bin select ' || string_agg(pg_catalog.quote_ident(attname), ', ' order by attnum)
+  || ' from zoo' from pg_attribute where attrelid = 'zoo_bin'::regclass and attnum > 0 and not attisdropped); end $$;
 "#;
 
 /// Every built-in type family, a 50 MB value, generated and identity columns, a
@@ -139,7 +146,18 @@ async fn type_zoo_is_copied_byte_identical_without_echo() {
     )
     .await;
     run.assert_code(0);
-    assert!(run.stdout.contains("copied 4 table(s)"), "{}", run.stdout);
+    assert!(run.stdout.contains("copied 5 table(s)"), "{}", run.stdout);
+    // Binary COPY where every column is a built-in type, text otherwise (enum,
+    // domain, composite).
+    let copied_line = |table: &str| {
+        run.stderr
+            .lines()
+            .find(|l| l.contains(&format!("copied {table} table=")))
+            .unwrap_or_else(|| panic!("no copy line for {table}:\n{}", run.stderr))
+            .to_string()
+    };
+    assert!(copied_line("public.zoo_bin").contains("binary=true"));
+    assert!(copied_line("public.zoo").contains("binary=false"));
     assert!(
         run.stderr.contains("copy progress"),
         "no progress line:\n{}",
@@ -393,6 +411,142 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
         count(&r, "select count(*) from pgduplex.copy_saved_ddl").await,
         0
     );
+    assert_eq!(pending(&r).await, 0);
+}
+
+/// The target's indexes and constraints of `table`: (name, definition, oid).
+async fn index_defs(c: &Client, table: &str) -> Vec<(String, String, u32)> {
+    c.query(
+        "select i.indexrelid::regclass::text, \
+                coalesce(pg_get_constraintdef(con.oid), pg_get_indexdef(i.indexrelid)), i.indexrelid \
+           from pg_index i left join pg_constraint con on con.conindid = i.indexrelid \
+          where i.indrelid = $1::text::regclass order by 1",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// A table copied whole into an emptied table gets its primary key, unique
+/// constraint and other indexes dropped before the rows and built after them, in
+/// its copy transaction: SIGKILLed during that COPY, the target still has every
+/// one of them (the drop rolls back with the rows); the next run copies, and the
+/// constraints are back with the same names and definitions (rebuilt: new oids).
+/// An index that something depends on (a view grouping by the key) stays.
+#[tokio::test]
+async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
+    let pair = TestPair::new().await;
+    pair.execute_both(
+        "create table k (id int primary key, u int not null, v text, w text,
+                         constraint k_u_key unique (u) deferrable initially deferred);
+         create index k_v on k (v) where v is not null;
+         create table g (id int primary key, v text);
+         create view gv as select id, v from g group by id;",
+    )
+    .await
+    .unwrap();
+    pair.left
+        .execute(
+            "insert into k select g, -g, md5(g::text), repeat(md5(g::text), 8) from generate_series(1, 400000) g;
+             insert into g select g, 'g' from generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    pair.left.execute("analyze").await.unwrap();
+    let r = pair.right.client().await.unwrap();
+    let k_before = index_defs(&r, "k").await;
+    let g_before = index_defs(&r, "g").await;
+    assert_eq!(k_before.len(), 3);
+    let cfg = ConfigFile::for_pair(&pair, "");
+    let log = cfg.path.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+        .arg("--config")
+        .arg(&cfg.path)
+        .args(["onetimecopy", "--jobs", "1"])
+        .env_remove("PGDUPLEX_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn pgduplex");
+    wait_for(60, "the COPY into k", || async {
+        if !log.exists() || std::fs::read_to_string(&log).unwrap().contains("error") {
+            panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        // The copy transaction holds k ACCESS EXCLUSIVE and is in its COPY, so
+        // its indexes are dropped (not committed) by now.
+        count(
+            &r,
+            "select count(*) from pg_stat_activity a join pg_locks l on l.pid = a.pid \
+              where a.query ilike 'COPY %k% FROM STDIN%' and l.relation = 'k'::regclass \
+                and l.mode = 'AccessExclusiveLock' and l.granted",
+        )
+        .await
+            > 0
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    assert!(!child.wait().unwrap().success());
+    // The server rolls the copy transaction back once it sees the client gone.
+    wait_for(30, "the killed copy's transaction to end", || async {
+        count(
+            &r,
+            "select count(*) from pg_locks where relation = 'k'::regclass and mode = 'AccessExclusiveLock'",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert_eq!(
+        index_defs(&r, "k").await,
+        k_before,
+        "the keys are all there"
+    );
+    assert_eq!(count(&r, "select count(*) from k").await, 0);
+
+    let run = pgduplex_async(&cfg.path, &["onetimecopy", "--jobs", "2"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("indexes built after the rows"),
+        "{}",
+        run.stderr
+    );
+    assert_identical(&pair).await;
+    let k_after = index_defs(&r, "k").await;
+    let names_defs = |v: &[(String, String, u32)]| {
+        v.iter()
+            .map(|(n, d, _)| (n.clone(), d.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names_defs(&k_after), names_defs(&k_before));
+    for (b, a) in k_before.iter().zip(&k_after) {
+        assert_ne!(b.2, a.2, "{} was not rebuilt", b.0);
+    }
+    assert_eq!(
+        count(
+            &r,
+            "select count(*) from pg_constraint where conrelid = 'k'::regclass and contype in ('p', 'u')"
+        )
+        .await,
+        2,
+        "added back as constraints"
+    );
+    assert_eq!(
+        index_defs(&r, "g").await,
+        g_before,
+        "the view's key is left in place"
+    );
+    // The replication key is usable: a change on the left arrives.
+    pair.left
+        .execute("update k set v = 'changed' where id = 7")
+        .await
+        .unwrap();
+    pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
+        .await
+        .assert_code(0);
+    assert_identical(&pair).await;
     assert_eq!(pending(&r).await, 0);
 }
 

@@ -129,7 +129,7 @@ pub struct OnetimecopyArgs {
     #[arg(long, value_enum)]
     pub fk: Option<FkArg>,
     /// Split tables estimated above this many rows into key ranges of about this size
-    /// (default: [onetimecopy] range_rows, else 1000000).
+    /// (default: [onetimecopy] range_rows, else 10000000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub range_rows: Option<u64>,
     /// Seconds between progress log lines when standard error is not a terminal.

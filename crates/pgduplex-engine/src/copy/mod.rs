@@ -9,10 +9,12 @@
 //!   afterwards, and the state-based apply makes the overlap harmless.
 //! * Rows stream from `COPY (SELECT <columns> ...) TO STDOUT` on the source into
 //!   `COPY <table> (<columns>) FROM STDIN` on the target, chunk by chunk, never
-//!   landing anywhere. Text format: binary COPY checks the type OIDs of arrays and
-//!   composites, which differ between two servers for user-defined types. Both
-//!   sessions pin the settings that text forms depend on (DateStyle, extra float
-//!   digits, ...). Generated columns are left out (the target computes them).
+//!   landing anywhere. Binary format for a table whose copied columns are all
+//!   built-in types with binary I/O, between servers of the same major version
+//!   (binary arrays and composites carry their element types' OIDs, which differ
+//!   between two servers for user-defined types); text otherwise. Both sessions
+//!   pin the settings that text forms depend on (DateStyle, extra float digits,
+//!   ...). Generated columns are left out (the target computes them).
 //! * Each table or range is read in its own `REPEATABLE READ` transaction that
 //!   locks the table `ACCESS SHARE` before its snapshot is taken (a rewrite
 //!   committed after the snapshot would otherwise copy as empty): no snapshot is
@@ -26,7 +28,9 @@
 //!   triggers skip the copied rows (no echo: `replicate` would otherwise send every
 //!   row back). A table copied whole, not partitioned and not referenced by a
 //!   foreign key is emptied in the copy transaction, which lets `COPY FREEZE` write
-//!   the rows frozen (no later hint-bit and freeze rewrites).
+//!   the rows frozen (no later hint-bit and freeze rewrites), and its indexes
+//!   (primary key included) are dropped before the rows and built after them in
+//!   that same transaction (`DEFERRABLE_INDEXES_SQL`): a kill rolls the drop back.
 //! * Progress is recorded on the target, one row per table or range, turned
 //!   `done` in the transaction that commits the range's rows: a killed copy, run
 //!   again, copies what is not done, with the same ranges.
@@ -68,6 +72,62 @@ const TARGET_SETTINGS: &str = "SET synchronous_commit = off";
 
 /// Rows are passed to the target in buffers of this size.
 const COPY_BUFFER: usize = 256 * 1024;
+
+/// `maintenance_work_mem` of a copy transaction that rebuilds the indexes it
+/// dropped (raised to this, never lowered): the default 64 MB sorts a
+/// few-million-row key on disk.
+const REBUILD_WORK_MEM: i64 = 512 * 1024 * 1024;
+
+/// The indexes of a table emptied in its copy transaction that are dropped
+/// before its COPY and built again after it, in the same transaction (the
+/// table is held `ACCESS EXCLUSIVE` throughout): one sort and bulk build per index
+/// instead of one index insertion per row. Atomic: a copy killed or failed before
+/// its commit rolls the drop back with the rows, so no definition needs saving.
+/// Only where the copy's role may build them again: it owns the table (and so
+/// the index) and may CREATE in its schema (`CREATE INDEX` checks both; the
+/// `public` schema of PostgreSQL 15+ grants CREATE to its owner only).
+/// Left in place (copied into as usual): an index that is the replica identity
+/// or the clustering index, in a tablespace of its own, attached to a partitioned
+/// parent index, commented, with a statistics target, not valid, used by a
+/// constraint other than its own primary key / unique constraint (exclusion
+/// constraints, foreign keys), or that any other object depends on (a view
+/// grouping by the primary key). Primary keys first; constraints are added back
+/// as constraints with their names and the server's own deparse
+/// (`pg_get_constraintdef`, `pg_get_indexdef`).
+const DEFERRABLE_INDEXES_SQL: &str = "\
+SELECT ic.relname::text, pg_catalog.pg_get_indexdef(i.indexrelid), con.conname::text, \
+       pg_catalog.pg_get_constraintdef(con.oid) \
+  FROM pg_catalog.pg_index i \
+  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+  LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid \
+                                         AND con.contype IN ('p', 'u') \
+ WHERE i.indrelid = $1 AND ic.relkind = 'i' AND i.indisvalid AND i.indisready AND i.indislive \
+   AND pg_catalog.pg_has_role(ic.relowner, 'USAGE') \
+   AND pg_catalog.has_schema_privilege(ic.relnamespace, 'CREATE') \
+   AND NOT i.indisreplident AND NOT i.indisclustered AND ic.reltablespace = 0 \
+   AND (con.oid IS NULL OR con.conname = ic.relname) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c2 \
+                    WHERE c2.conindid = i.indexrelid AND c2.oid IS DISTINCT FROM con.oid) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                    WHERE d.deptype = 'n' \
+                      AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = i.indexrelid) \
+                        OR (d.refclassid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.refobjid = con.oid))) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_description ds \
+                    WHERE (ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objoid = i.indexrelid) \
+                       OR (ds.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND ds.objoid = con.oid)) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+                    WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0) \
+ ORDER BY i.indisprimary DESC, ic.relname";
+
+/// An index dropped and rebuilt inside a copy transaction.
+struct InTxIndex {
+    name: String,
+    /// `CREATE [UNIQUE] INDEX ...` (for an index without a constraint).
+    index_def: String,
+    /// The primary key / unique constraint that owns the index, and its definition.
+    constraint: Option<(String, String)>,
+}
 
 /// Errors of the copy.
 #[derive(Debug, thiserror::Error)]
@@ -438,6 +498,24 @@ async fn estimates(
         .collect())
 }
 
+/// The tables of `oids` whose copied columns may all travel as binary COPY
+/// ([`plan::BINARY_ELIGIBLE_SQL`]).
+async fn binary_eligible(
+    client: &Client,
+    side: Side,
+    oids: &[u32],
+) -> Result<BTreeSet<u32>, CopyError> {
+    let rows = client
+        .query(plan::BINARY_ELIGIBLE_SQL, &[&oids])
+        .await
+        .map_err(db(side, "reading the column types"))?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.get::<_, Option<bool>>(1).unwrap_or(false))
+        .map(|r| r.get(0))
+        .collect())
+}
+
 fn names(tables: &[TableName]) -> String {
     tables
         .iter()
@@ -462,6 +540,8 @@ struct TableJob {
     /// Emptied before the copy in its own transaction (truncate mode, tables that
     /// cannot be emptied inside the copy transaction).
     truncated_up_front: bool,
+    /// Text, or binary where that is safe.
+    format: plan::Format,
 }
 
 /// One table or range to copy.
@@ -735,6 +815,24 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
         .map_err(db(source_side, "setting up the session"))?;
     let source_oids: Vec<u32> = selected.iter().map(|(s, _)| s.oid).collect();
     let estimate = estimates(source_client, source_side, &source_oids).await?;
+    // COPY format per table: binary where it is safe (same major version on both
+    // sides, built-in types with binary I/O only, on both sides), else text.
+    // PGDUPLEX_COPY_FORMAT=text forces text (for measurements, or as an escape hatch).
+    let binary_ok: BTreeSet<TableName> = if src.catalog.server_version_num / 10000
+        == tgt.catalog.server_version_num / 10000
+        && std::env::var("PGDUPLEX_COPY_FORMAT").as_deref() != Ok("text")
+    {
+        let target_oids: Vec<u32> = selected.iter().map(|(_, t)| t.oid).collect();
+        let s_ok = binary_eligible(source_client, source_side, &source_oids).await?;
+        let t_ok = binary_eligible(target_client, target_side, &target_oids).await?;
+        selected
+            .iter()
+            .filter(|(s, t)| s_ok.contains(&s.oid) && t_ok.contains(&t.oid))
+            .map(|(_, t)| t.name.clone())
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     let mut new_records: Vec<(TableName, Part)> = Vec::new();
     for (i, (s, t)) in selected.iter().enumerate() {
         if recorded.contains_key(&t.name) {
@@ -844,6 +942,11 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
             source: s.clone(),
             target: t.clone(),
             columns: plan::copied_columns(s),
+            format: if binary_ok.contains(&t.name) {
+                plan::Format::Binary
+            } else {
+                plan::Format::Text
+            },
             parents: parents[i].clone(),
             group: group_of[i],
             referenced: is_referenced,
@@ -985,6 +1088,7 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
         target_extra,
         sync: sync.clone(),
         truncate_mode: options.mode == CopyMode::Truncate,
+        rebuild_in_tx: std::env::var("PGDUPLEX_COPY_KEEP_INDEXES").as_deref() != Ok("1"),
         stats: Mutex::new(Stats::default()),
         cancelled: AtomicBool::new(false),
     });
@@ -1115,6 +1219,10 @@ struct Shared {
     sync: String,
     /// `--mode truncate`: a table copied whole is emptied in its copy transaction.
     truncate_mode: bool,
+    /// A table emptied in its copy transaction has its indexes dropped before the
+    /// COPY and rebuilt after it, in that transaction (on unless
+    /// PGDUPLEX_COPY_KEEP_INDEXES=1).
+    rebuild_in_tx: bool,
     stats: Mutex<Stats>,
     cancelled: AtomicBool,
 }
@@ -1289,6 +1397,73 @@ impl Shared {
         Ok(())
     }
 
+    /// Drops the indexes of `job`'s table that [`DEFERRABLE_INDEXES_SQL`] allows,
+    /// in the copy transaction (after its TRUNCATE), behind a savepoint: if a drop
+    /// is refused (something depends on the index after all), every index stays
+    /// and the rows are copied into them as usual.
+    async fn drop_indexes_in_tx(
+        &self,
+        tgt: &mut Client,
+        job: &TableJob,
+    ) -> Result<Vec<InTxIndex>, CopyError> {
+        let target_side = self.source_side.other();
+        let rows = tgt
+            .query(DEFERRABLE_INDEXES_SQL, &[&job.target.oid])
+            .await
+            .map_err(db(
+                target_side,
+                "listing the indexes to build after the rows",
+            ))?;
+        let list: Vec<InTxIndex> = rows
+            .iter()
+            .map(|r| InTxIndex {
+                name: r.get(0),
+                index_def: r.get(1),
+                constraint: match (r.get::<_, Option<String>>(2), r.get::<_, Option<String>>(3)) {
+                    (Some(n), Some(d)) => Some((n, d)),
+                    _ => None,
+                },
+            })
+            .collect();
+        if list.is_empty() {
+            return Ok(list);
+        }
+        let tq = job.target.name.quoted();
+        let mut sql = String::from("SAVEPOINT pgduplex_indexes");
+        for ix in &list {
+            match &ix.constraint {
+                Some((name, _)) => sql.push_str(&format!(
+                    "; ALTER TABLE {tq} DROP CONSTRAINT {}",
+                    pgduplex_pg::quote_ident(name)
+                )),
+                None => sql.push_str(&format!(
+                    "; DROP INDEX {}",
+                    TableName::new(job.target.name.schema.clone(), ix.name.clone()).quoted()
+                )),
+            }
+        }
+        sql.push_str(&format!(
+            "; RELEASE SAVEPOINT pgduplex_indexes; \
+             SELECT pg_catalog.set_config('maintenance_work_mem', '{}kB', true) \
+              WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) < {REBUILD_WORK_MEM}",
+            REBUILD_WORK_MEM / 1024
+        ));
+        match tgt.batch_execute(&sql).await {
+            Ok(()) => Ok(list),
+            Err(e) => {
+                tracing::warn!(
+                    table = %job.target.name,
+                    error = %e,
+                    "could not drop the table's indexes for the copy: copying into them"
+                );
+                tgt.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_indexes")
+                    .await
+                    .map_err(db(target_side, "keeping the indexes"))?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
     async fn pipe<F, E>(
         &self,
         unit: &Unit,
@@ -1323,6 +1498,7 @@ impl Shared {
             .map_err(unit_err(target_side))?;
         let mut freeze = false;
         let mut trigger_off: Option<String> = None;
+        let mut rebuild: Vec<InTxIndex> = Vec::new();
         if unit.truncate_in_tx && !job.referenced {
             let tq = job.target.name.quoted();
             // ACCESS EXCLUSIVE first, so that nothing can be written between the
@@ -1356,6 +1532,9 @@ impl Shared {
                 .map_err(unit_err(target_side))?;
                 trigger_off = Some(format!("ALTER TABLE {tq} ENABLE ALWAYS TRIGGER {trigger}"));
                 freeze = job.target.kind == TableKind::Ordinary;
+                if self.rebuild_in_tx && freeze {
+                    rebuild = self.drop_indexes_in_tx(tgt, job).await?;
+                }
             } else {
                 return Err(CopyError::NotEmpty {
                     side: target_side,
@@ -1364,8 +1543,8 @@ impl Shared {
                 });
             }
         }
-        let out_sql = plan::copy_out_sql(&job.source.name, &job.columns, &unit.part);
-        let in_sql = plan::copy_in_sql(&job.target.name, &job.columns, freeze);
+        let out_sql = plan::copy_out_sql(&job.source.name, &job.columns, &unit.part, job.format);
+        let in_sql = plan::copy_in_sql(&job.target.name, &job.columns, freeze, job.format);
         let (stream, sink) = tokio::join!(
             src.copy_out(&out_sql),
             tgt.copy_in::<_, bytes::Bytes>(&in_sql)
@@ -1414,6 +1593,31 @@ impl Shared {
             sink.as_mut().finish().await.map_err(unit_err(target_side))
         }
         .await;
+        if result.is_ok() && !rebuild.is_empty() {
+            let tq = job.target.name.quoted();
+            let sql = rebuild
+                .iter()
+                .map(|ix| match &ix.constraint {
+                    Some((name, def)) => format!(
+                        "ALTER TABLE {tq} ADD CONSTRAINT {} {def}",
+                        pgduplex_pg::quote_ident(name)
+                    ),
+                    None => ix.index_def.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let built = Instant::now();
+            if let Err(e) = tgt.batch_execute(&sql).await {
+                result = Err(unit_err(target_side)(e));
+            } else {
+                tracing::info!(
+                    table = %job.target.name,
+                    indexes = rebuild.len(),
+                    seconds = built.elapsed().as_secs_f64(),
+                    "indexes built after the rows, in the copy transaction"
+                );
+            }
+        }
         if let (Ok(_), Some(enable)) = (&result, &trigger_off) {
             if let Err(e) = tgt.batch_execute(enable).await {
                 result = Err(unit_err(target_side)(e));
@@ -1461,6 +1665,8 @@ impl Shared {
             rows,
             bytes,
             freeze,
+            binary = job.format == plan::Format::Binary,
+            indexes_rebuilt = rebuild.len(),
             seconds = started.elapsed().as_secs_f64(),
             "copied {}{}",
             job.target.name,

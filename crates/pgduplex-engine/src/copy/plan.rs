@@ -97,9 +97,35 @@ pub fn part_count(estimated_rows: i64, range_rows: u64) -> i32 {
     est.div_ceil(range_rows.max(1)).min(1024) as i32
 }
 
+/// The COPY format of a table: text, or binary where both servers read and write
+/// every copied column's binary form the same way (see [`BINARY_ELIGIBLE_SQL`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Binary,
+}
+
+/// Per table (`$1`: table oids), whether every copied column may travel as binary
+/// COPY: a built-in type (oid below `FirstNormalObjectId`, so the same oid on any
+/// server of the same major version; user-defined types, domains, enums and
+/// composites are not: binary arrays and composites carry their element types'
+/// oids, which differ between servers) with binary send and receive functions (and
+/// so its element type, for an array). Run on both sides; binary also needs the
+/// same major version on both.
+pub const BINARY_ELIGIBLE_SQL: &str = "SELECT a.attrelid, pg_catalog.bool_and(t.oid < 16384 \
+        AND t.typsend <> 0 AND t.typreceive <> 0 \
+        AND (e.oid IS NULL OR (e.oid < 16384 AND e.typsend <> 0 \
+             AND e.typreceive <> 0))) \
+   FROM pg_catalog.pg_attribute a \
+   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+   LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typelem <> 0 \
+  WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
+    AND a.attgenerated = '' \
+  GROUP BY a.attrelid";
+
 /// `COPY (SELECT <columns> FROM <table> [WHERE <range>]) TO STDOUT` on the source.
 /// The bounds are read from [`LOWER_SETTING`] / [`UPPER_SETTING`].
-pub fn copy_out_sql(table: &TableName, columns: &[String], part: &Part) -> String {
+pub fn copy_out_sql(table: &TableName, columns: &[String], part: &Part, format: Format) -> String {
     let cols = columns
         .iter()
         .map(|c| quote_ident(c))
@@ -126,24 +152,37 @@ pub fn copy_out_sql(table: &TableName, columns: &[String], part: &Part) -> Strin
         format!(" WHERE {}", conditions.join(" AND "))
     };
     format!(
-        "COPY (SELECT {cols} FROM {}{filter}) TO STDOUT",
-        table.quoted()
+        "COPY (SELECT {cols} FROM {}{filter}) TO STDOUT{}",
+        table.quoted(),
+        if format == Format::Binary {
+            " (FORMAT binary)"
+        } else {
+            ""
+        }
     )
 }
 
 /// `COPY <table> (<columns>) FROM STDIN` on the target, with `FREEZE` when the
 /// table was created or truncated in the same transaction.
-pub fn copy_in_sql(table: &TableName, columns: &[String], freeze: bool) -> String {
+pub fn copy_in_sql(table: &TableName, columns: &[String], freeze: bool, format: Format) -> String {
     let cols = columns
         .iter()
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "COPY {} ({cols}) FROM STDIN{}",
-        table.quoted(),
-        if freeze { " WITH (FREEZE)" } else { "" }
-    )
+    let mut options = Vec::new();
+    if format == Format::Binary {
+        options.push("FORMAT binary");
+    }
+    if freeze {
+        options.push("FREEZE");
+    }
+    let with = if options.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({})", options.join(", "))
+    };
+    format!("COPY {} ({cols}) FROM STDIN{with}", table.quoted())
 }
 
 /// A table can be emptied inside its copy transaction (enabling `COPY FREEZE`)
@@ -194,14 +233,21 @@ mod tests {
             lower: Some(1),
             upper: Some(5),
         };
-        let out = copy_out_sql(&t, &cols, &part);
+        let out = copy_out_sql(&t, &cols, &part, Format::Text);
         assert!(out.starts_with(
             "COPY (SELECT \"a\", \"B c\" FROM \"My Schema\".\"ta\"\"ble\" WHERE \"i\"\"d\" OPERATOR(pg_catalog.>=)"
         ), "{out}");
-        assert!(!copy_out_sql(&t, &cols, &Part::whole()).contains("WHERE"));
+        assert!(!copy_out_sql(&t, &cols, &Part::whole(), Format::Text).contains("WHERE"));
+        assert!(copy_out_sql(&t, &cols, &Part::whole(), Format::Binary)
+            .ends_with(") TO STDOUT (FORMAT binary)"));
         assert_eq!(
-            copy_in_sql(&t, &cols, true),
+            copy_in_sql(&t, &cols, true, Format::Text),
             "COPY \"My Schema\".\"ta\"\"ble\" (\"a\", \"B c\") FROM STDIN WITH (FREEZE)"
         );
+        assert_eq!(
+            copy_in_sql(&t, &cols, true, Format::Binary),
+            "COPY \"My Schema\".\"ta\"\"ble\" (\"a\", \"B c\") FROM STDIN WITH (FORMAT binary, FREEZE)"
+        );
+        assert!(copy_in_sql(&t, &cols, false, Format::Text).ends_with("FROM STDIN"));
     }
 }
