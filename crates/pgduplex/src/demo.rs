@@ -101,7 +101,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
              DELETE FROM customer WHERE id = 2;",
         )
         .await?;
-        println!("   pending changes: {} on the left, {} on the right", pending(&l).await?, pending(&r).await?);
+        let [pl, pr] = pending(&config).await?;
+        println!("   pending changes: {pl} on the left, {pr} on the right");
 
         println!("\n== pgduplex replicate --until-idle");
         let stats = replicate_until_idle(&config).await?;
@@ -132,11 +133,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "   every row compared: {}",
             if cmp.is_identical() { "both sides identical".to_string() } else { cmp.summary() }
         );
-        println!(
-            "   pending changes after replication: {} on the left, {} on the right (no echo)",
-            pending(&l).await?,
-            pending(&r).await?
-        );
+        let [pl, pr] = pending(&config).await?;
+        println!("   pending changes after replication: {pl} on the left, {pr} on the right (no echo)");
 
         println!("\n== pgduplex uninstall");
         let gone = setup::uninstall(&config).await?;
@@ -175,20 +173,10 @@ async fn replicate_until_idle(config: &Config) -> anyhow::Result<replicate::Stat
     Ok(daemon.stats.clone())
 }
 
-/// Pending delta rows of one side (all delta tables and the TRUNCATE log).
-async fn pending(c: &tokio_postgres::Client) -> anyhow::Result<i64> {
-    let tables = c
-        .query("SELECT id FROM pgduplex.replicated_table ORDER BY id", &[])
-        .await?;
-    let mut n = 0;
-    for t in tables {
-        let id: i32 = t.get(0);
-        n += c
-            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
-            .await?
-            .get::<_, i64>(0);
-    }
-    Ok(n)
+/// Pending changes of both sides, as `pgduplex status` reports them.
+async fn pending(config: &Config) -> anyhow::Result<[i64; 2]> {
+    let st = pgduplex_engine::status::status(config).await?;
+    Ok([st.sides[0].pending_changes, st.sides[1].pending_changes])
 }
 
 async fn show_counts(l: &tokio_postgres::Client, r: &tokio_postgres::Client) -> anyhow::Result<()> {

@@ -189,17 +189,7 @@ async fn stage(
     sink.send(Bytes::from(buf)).await?;
     sink.finish().await?;
 
-    let out = source.copy_out(&plan.copy_rows_out()).await?;
-    futures_util::pin_mut!(out);
-    let sink = tx.copy_in(&plan.copy_stage_in()).await?;
-    futures_util::pin_mut!(sink);
-    let mut bytes = 0u64;
-    while let Some(chunk) = out.next().await {
-        let chunk = chunk?;
-        bytes += chunk.len() as u64;
-        sink.send(chunk).await?;
-    }
-    sink.finish().await?;
+    let bytes = pipe(source, &plan.copy_rows_out(), tx, &plan.copy_stage_in()).await?;
     // The source's key table is emptied for the next table of this batch only at
     // commit; the next plan has its own key table, and a plan is staged once.
     Ok(bytes)
@@ -226,15 +216,36 @@ async fn stage_source_keys(
         tx.batch_execute(&plan.create_keep_temp()).await?;
         temps.target_new.push(plan.keep_temp());
     }
-    let out = source.copy_out(&plan.copy_all_keys_out(relation)).await?;
+    pipe(
+        source,
+        &plan.copy_all_keys_out(relation),
+        tx,
+        &plan.copy_keep_in(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Streams `COPY ... TO STDOUT` on the source into `COPY ... FROM STDIN` on the
+/// target. Returns the bytes moved.
+async fn pipe(
+    source: &Client,
+    copy_out: &str,
+    tx: &Transaction<'_>,
+    copy_in: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let out = source.copy_out(copy_out).await?;
     futures_util::pin_mut!(out);
-    let sink = tx.copy_in(&plan.copy_keep_in()).await?;
+    let sink = tx.copy_in(copy_in).await?;
     futures_util::pin_mut!(sink);
+    let mut bytes = 0u64;
     while let Some(chunk) = out.next().await {
-        sink.send(chunk?).await?;
+        let chunk = chunk?;
+        bytes += chunk.len() as u64;
+        sink.send(chunk).await?;
     }
     sink.finish().await?;
-    Ok(())
+    Ok(bytes)
 }
 
 /// Temp tables known to exist on the two sessions.

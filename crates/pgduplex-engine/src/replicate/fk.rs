@@ -28,7 +28,7 @@ use tokio_postgres::{Client, Transaction};
 use super::batch::{
     decide, idx, key_arrays, sql_params, Conflict, Direction, Key, SideRead, Winner,
 };
-use super::plan::TablePlan;
+use super::plan::{param_rows, TablePlan};
 
 /// A foreign key between two replicated tables, or of a table to itself.
 #[derive(Clone, Debug)]
@@ -122,15 +122,7 @@ impl FkPlan {
 
     /// A child row referencing one of the values `$1..` that no parent holds now.
     fn lost_children(&self, plans: &[TablePlan], types: &[&str]) -> String {
-        let n = self.parent_cols.len();
-        let params = (1..=n)
-            .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let names = (1..=n)
-            .map(|i| format!("a{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let rows = param_rows(self.parent_cols.len());
         let on = self
             .child_cols
             .iter()
@@ -139,7 +131,7 @@ impl FkPlan {
             .collect::<Vec<_>>()
             .join(" AND ");
         format!(
-            "SELECT 1 FROM {} c JOIN ROWS FROM ({params}) AS u({names}) ON {on} WHERE NOT {} LIMIT 1",
+            "SELECT 1 FROM {} c JOIN {rows} ON {on} WHERE NOT {} LIMIT 1",
             plans[self.child].name.quoted(),
             self.parent_exists(plans)
         )

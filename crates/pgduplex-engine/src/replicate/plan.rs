@@ -185,6 +185,11 @@ impl TablePlan {
 
     /// The source's key table (one per session, emptied at commit).
     pub fn create_keys_temp(&self) -> String {
+        self.create_key_table(&format!("pgduplex_keys_{}", self.tag))
+    }
+
+    /// A temp table `name (k1 type, ...)` of keys, emptied at commit.
+    fn create_key_table(&self, name: &str) -> String {
         let cols = self
             .key_types()
             .iter()
@@ -192,10 +197,7 @@ impl TablePlan {
             .map(|(i, t)| format!("k{} {t}", i + 1))
             .collect::<Vec<_>>()
             .join(", ");
-        format!(
-            "CREATE TEMP TABLE IF NOT EXISTS pgduplex_keys_{} ({cols}) ON COMMIT DELETE ROWS",
-            self.tag
-        )
+        format!("CREATE TEMP TABLE IF NOT EXISTS {name} ({cols}) ON COMMIT DELETE ROWS")
     }
 
     /// The target's staging table (one per session, emptied at commit).
@@ -300,20 +302,20 @@ impl TablePlan {
     }
     /// `unnest($1::text[], ...) AS u(a1, ...)` joined to the table on the key.
     pub(crate) fn key_param_join(&self, alias: &str) -> String {
-        let params = (1..=self.key.len())
-            .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let names = (1..=self.key.len())
-            .map(|i| format!("a{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        format!(
+            "{} ON {}",
+            param_rows(self.key.len()),
+            self.key_param_match(alias)
+        )
+    }
+
+    /// `alias.k1 = u.a1::type AND ...`: the key against the rows of `param_rows`.
+    fn key_param_match(&self, alias: &str) -> String {
         let types = self.key_types();
-        let on = self.key_join(
+        self.key_join(
             |i| format!("{alias}.{}", self.key_col(i)),
             |i| format!("u.a{}::{}", i + 1, types[i]),
-        );
-        format!("ROWS FROM ({params}) AS u({names}) ON {on}")
+        )
     }
 
     /// The whole rows (jsonb text) of the keys given as one text array per key
@@ -336,17 +338,7 @@ impl TablePlan {
     }
 
     pub fn create_keep_temp(&self) -> String {
-        let cols = self
-            .key_types()
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("k{} {t}", i + 1))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "CREATE TEMP TABLE IF NOT EXISTS pgduplex_keep_{} ({cols}) ON COMMIT DELETE ROWS",
-            self.tag
-        )
+        self.create_key_table(&format!("pgduplex_keep_{}", self.tag))
     }
 
     /// Every key of `relation` (the table or one of its partitions), for `COPY ...
@@ -368,19 +360,8 @@ impl TablePlan {
     /// side's own changes to some keys) and, with `keep_staged`, the keys in the
     /// keep table (the rows the truncating side holds now).
     pub fn delete_all_except(&self, relation: &TableName, keep_staged: bool) -> String {
-        let params = (1..=self.key.len())
-            .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let names = (1..=self.key.len())
-            .map(|i| format!("a{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let types = self.key_types();
-        let on = self.key_join(
-            |i| format!("t.{}", self.key_col(i)),
-            |i| format!("u.a{}::{}", i + 1, types[i]),
-        );
+        let rows = param_rows(self.key.len());
+        let on = self.key_param_match("t");
         let staged = if keep_staged {
             let on = self.key_join(
                 |i| format!("t.{}", self.key_col(i)),
@@ -394,7 +375,7 @@ impl TablePlan {
             String::new()
         };
         format!(
-            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM ROWS FROM ({params}) AS u({names}) WHERE {on}){staged}",
+            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {rows} WHERE {on}){staged}",
             relation.quoted()
         )
     }
@@ -604,6 +585,20 @@ pub const COLUMNS_SQL: &str = "SELECT n.nspname::text, c.relname::text, a.attnam
 /// one statement and in global seq order: a batch cut by the cap is a prefix of
 /// the order in which the source made its changes (a parent's insert before its
 /// children's, children's deletes before their parent's).
+/// `ROWS FROM (unnest($1::text[]), ..., unnest($n::text[])) AS u(a1, ..., an)`:
+/// n values per row, bound as one text array per column.
+pub(crate) fn param_rows(n: usize) -> String {
+    let params = (1..=n)
+        .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = (1..=n)
+        .map(|i| format!("a{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("ROWS FROM ({params}) AS u({names})")
+}
+
 pub fn read_deltas(plans: &[TablePlan], which: &[usize], side: Side) -> String {
     let branches = which
         .iter()
