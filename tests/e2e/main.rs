@@ -15,4 +15,5 @@ mod identifiers;
 mod install;
 mod onetimecopy;
 mod replicate;
+mod scan;
 mod tls;

@@ -7,6 +7,7 @@ pub mod check;
 pub mod copy;
 pub mod pair;
 pub mod replicate;
+pub mod scan;
 pub mod setup;
 pub mod status;
 

@@ -197,9 +197,13 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
 
     let tables_sql = format!(
         "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
-                COALESCE((SELECT sum(pg_total_relation_size(pt.relid)) FROM pg_partition_tree(c.oid) pt), 0)::bigint, \
-                COALESCE((SELECT sum(GREATEST(c2.reltuples, 0)) FROM pg_partition_tree(c.oid) pt \
-                          JOIN pg_class c2 ON c2.oid = pt.relid), 0)::bigint, \
+                CASE WHEN c.relkind = 'p' \
+                     THEN COALESCE((SELECT sum(pg_total_relation_size(pt.relid)) FROM pg_partition_tree(c.oid) pt), 0) \
+                     ELSE pg_total_relation_size(c.oid) END::bigint, \
+                CASE WHEN c.relkind = 'p' \
+                     THEN COALESCE((SELECT sum(GREATEST(c2.reltuples, 0)) FROM pg_partition_tree(c.oid) pt \
+                                    JOIN pg_class c2 ON c2.oid = pt.relid), 0) \
+                     ELSE GREATEST(c.reltuples, 0) END::bigint, \
                 pg_has_role(c.relowner, 'USAGE'), \
                 has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'INSERT'), \
                 has_table_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE'), \

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pgduplex_config::{Config, CopyMode, FkStrategy, Side};
 use pgduplex_engine::replicate::{self, Replicator};
-use pgduplex_engine::{check, copy, setup, EngineError};
+use pgduplex_engine::{check, copy, scan, setup, EngineError};
 
 use crate::output::chain;
 use crate::EXIT_PROBLEM;
@@ -64,6 +64,9 @@ pub enum Command {
     /// Show what pgduplex is doing on each side: pending changes and the oldest's
     /// age, the daemon and its lease, conflicts, the initial copy.
     Status(CheckArgs),
+    /// Compare both sides exactly, table by table (exit 0 identical, 1 differences,
+    /// 2 usage or configuration error, 3 the scan failed).
+    Scan(ScanArgs),
     /// Run pgduplex on two throw-away local PostgreSQL servers and show what it does.
     Demo(DemoArgs),
 }
@@ -138,6 +141,27 @@ pub struct OnetimecopyArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Only tables whose plain schema.table name matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub tables: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// List the differing keys (up to 1000 per table) and, for rows on both sides,
+    /// the differing columns.
+    #[arg(long)]
+    pub details: bool,
+    /// Sessions per side reading a table's block ranges at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// While replication runs, how long (seconds) keys that differ are watched before
+    /// those still changing are reported as in flight.
+    #[arg(long, default_value_t = 60.0)]
+    pub settle: f64,
+}
+
+#[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Keep the demo servers running at the end and print how to reach them.
     #[arg(long)]
@@ -181,6 +205,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Replicate(args) => run_replicate(&config, &args).await,
         Command::Onetimecopy(args) => Box::pin(run_onetimecopy(&config, args)).await,
         Command::Status(args) => run_status(&config, args.format).await,
+        Command::Scan(args) => run_scan(&config, &args).await,
         Command::Demo(_) => unreachable!("demo runs without a configuration"),
     }
 }
@@ -196,6 +221,57 @@ async fn run_status(config: &Config, format: OutputFormat) -> anyhow::Result<Exi
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn table_filter(tables: Option<&str>) -> Result<Option<regex::Regex>, String> {
+    tables
+        .map(|t| {
+            regex::Regex::new(t)
+                .map_err(|e| format!("--tables: not a valid regular expression: {e}"))
+        })
+        .transpose()
+}
+
+async fn run_scan(config: &Config, args: &ScanArgs) -> anyhow::Result<ExitCode> {
+    let tables = match table_filter(args.tables.as_deref()) {
+        Ok(t) => t,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(crate::EXIT_USAGE));
+        }
+    };
+    if !(args.settle.is_finite() && args.settle >= 0.0) {
+        eprintln!("error: --settle: must be a number of seconds, 0 or more");
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
+    let options = scan::ScanOptions {
+        tables,
+        jobs: args.jobs as usize,
+        details: args.details,
+        settle: std::time::Duration::from_secs_f64(args.settle),
+        progress: scan::progress::Style::detect(),
+    };
+    match scan::run(config, &options).await {
+        Ok(report) => {
+            match args.format {
+                OutputFormat::Text => print!("{}", report.render_text()),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(if report.identical {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_PROBLEM)
+            })
+        }
+        Err(scan::ScanError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(ExitCode::from(crate::EXIT_USAGE))
+        }
+        Err(err) => {
+            eprintln!("error: scan failed: {}", chain(&err));
+            Ok(ExitCode::from(crate::EXIT_FAILURE))
+        }
+    }
 }
 
 async fn run_check(config: &Config, format: OutputFormat) -> anyhow::Result<ExitCode> {

@@ -1,8 +1,9 @@
 //! The `pgduplex` binary: parses the command line, loads the configuration and
 //! starts logging synchronously, then builds the runtime and hands over to the
 //! library crates. Exit codes: 0 success, 1 the command ran and found a problem
-//! (check failed, a side could not be reached, an install was refused), 2 usage or
-//! configuration error (nothing was touched on any database).
+//! (check failed, a side could not be reached, an install was refused; scan found
+//! differences), 2 usage or configuration error (nothing was touched on any
+//! database), 3 scan or sync could not finish.
 
 mod cli;
 mod demo;
@@ -18,6 +19,8 @@ use crate::cli::{Cli, Command};
 pub const EXIT_PROBLEM: u8 = 1;
 /// Usage or configuration error.
 pub const EXIT_USAGE: u8 = 2;
+/// `scan` and `sync`: the command could not finish (a side failed).
+pub const EXIT_FAILURE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
