@@ -16,4 +16,5 @@ mod install;
 mod onetimecopy;
 mod replicate;
 mod scan;
+mod sync;
 mod tls;

@@ -388,3 +388,104 @@ async fn bad_input_and_failures_have_their_exit_codes() {
     run.assert_code(3);
     assert!(!run.all().contains("secret-pw"), "{}", run.all());
 }
+
+/// Writes to random rows of `acct` on one side until `stop` is set; returns the
+/// number of statements.
+async fn write_load(
+    db: &pgduplex_testkit::TestDb,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seed: u64,
+) -> u64 {
+    use rand::{Rng, SeedableRng};
+    let c = db.client().await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let id: i32 = rng.gen_range(1..=20_000);
+        let sql = match rng.gen_range(0..10) {
+            0 => "insert into acct values ($1 + 100000, 0, 'new') on conflict do nothing",
+            1 => "delete from acct where id = $1 + 100000",
+            _ => "update acct set bal = bal + 1, note = md5(random()::text) where id = $1",
+        };
+        // A conflict between the two sides' writers is the daemon's business.
+        let _ = c.execute(sql, &[&id]).await;
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_live_scan_while_replicating_reports_no_false_differences() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pair = TestPair::new().await;
+    pair.execute_both("create table acct (id int primary key, bal bigint, note text)")
+        .await
+        .unwrap();
+    pair.left
+        .execute("insert into acct select g, 0, 'n' from generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "");
+    // The initial copy, then the daemon in the background.
+    pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
+        .await
+        .assert_code(0);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+        .arg("--config")
+        .arg(&cfg.path)
+        .arg("replicate")
+        .env_remove("PGDUPLEX_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (l, r) = (
+        write_load(&pair.left, Arc::clone(&stop), 1),
+        write_load(&pair.right, Arc::clone(&stop), 2),
+    );
+    let scan = async {
+        // Let the load and the daemon get going before the scan starts.
+        wait_for(30, "the daemon to replicate", || async {
+            std::fs::read_to_string(log.path())
+                .unwrap_or_default()
+                .contains("replicating")
+        })
+        .await;
+        let report = scan_json(&cfg, &["--settle", "30"], 0).await;
+        // Sync does not run beside the daemon.
+        let run = pgduplex_async(&cfg.path, &["sync", "--policy", "left_wins"]).await;
+        stop.store(true, Ordering::Relaxed);
+        (report, run)
+    };
+    let (written_left, written_right, (report, sync_run)) = tokio::join!(l, r, scan);
+    assert!(
+        written_left > 100 && written_right > 100,
+        "the load ran: {written_left}, {written_right}"
+    );
+    assert_eq!(report["total_differences"], 0, "{report:#}");
+    assert_eq!(table(&report, "public.acct")["different"], 0);
+    sync_run.assert_code(3);
+    assert!(
+        sync_run.stderr.contains("is running"),
+        "{}",
+        sync_run.stderr
+    );
+    // Stopped and drained, the sides are identical with nothing in flight.
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(daemon.wait().await.unwrap().success());
+    pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
+        .await
+        .assert_code(0);
+    let report = scan_json(&cfg, &[], 0).await;
+    assert_eq!(report["total_in_flight"], 0, "{report:#}");
+}

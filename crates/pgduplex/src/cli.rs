@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pgduplex_config::{Config, CopyMode, FkStrategy, Side};
+use pgduplex_config::{Config, ConflictPolicy, CopyMode, FkStrategy, Side};
 use pgduplex_engine::replicate::{self, Replicator};
 use pgduplex_engine::{check, copy, scan, setup, EngineError};
 
@@ -67,6 +67,10 @@ pub enum Command {
     /// Compare both sides exactly, table by table (exit 0 identical, 1 differences,
     /// 2 usage or configuration error, 3 the scan failed).
     Scan(ScanArgs),
+    /// Make the two sides equal by a policy: rows only on the losing side are
+    /// deleted, rows only on the winning side inserted, differing rows overwritten
+    /// (exit 0 done, 2 usage or configuration error, 3 failed or refused).
+    Sync(SyncArgs),
     /// Run pgduplex on two throw-away local PostgreSQL servers and show what it does.
     Demo(DemoArgs),
 }
@@ -161,6 +165,32 @@ pub struct ScanArgs {
     pub settle: f64,
 }
 
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
+pub enum SyncPolicyArg {
+    /// The right side is changed to match the left.
+    LeftWins,
+    /// The left side is changed to match the right.
+    RightWins,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Which side's rows are kept (default: [replication] conflict when it is
+    /// left_wins or right_wins).
+    #[arg(long, value_enum)]
+    pub policy: Option<SyncPolicyArg>,
+    /// Only count and list what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only tables whose plain schema.table name matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub tables: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Keep the demo servers running at the end and print how to reach them.
@@ -206,6 +236,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Onetimecopy(args) => Box::pin(run_onetimecopy(&config, args)).await,
         Command::Status(args) => run_status(&config, args.format).await,
         Command::Scan(args) => run_scan(&config, &args).await,
+        Command::Sync(args) => run_sync(&config, &args).await,
         Command::Demo(_) => unreachable!("demo runs without a configuration"),
     }
 }
@@ -269,6 +300,55 @@ async fn run_scan(config: &Config, args: &ScanArgs) -> anyhow::Result<ExitCode> 
         }
         Err(err) => {
             eprintln!("error: scan failed: {}", chain(&err));
+            Ok(ExitCode::from(crate::EXIT_FAILURE))
+        }
+    }
+}
+
+async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let tables = match table_filter(args.tables.as_deref()) {
+        Ok(t) => t,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(crate::EXIT_USAGE));
+        }
+    };
+    let winner = match (args.policy, config.replication.conflict) {
+        (Some(SyncPolicyArg::LeftWins), _) | (None, ConflictPolicy::LeftWins) => Side::Left,
+        (Some(SyncPolicyArg::RightWins), _) | (None, ConflictPolicy::RightWins) => Side::Right,
+        (None, other) => {
+            eprintln!(
+                "error: sync needs a winner: give --policy left_wins or --policy right_wins \
+                 ([replication] conflict is {other:?}, which names none); nothing was changed"
+            );
+            return Ok(ExitCode::from(crate::EXIT_USAGE));
+        }
+    };
+    let options = scan::sync::SyncOptions {
+        winner,
+        dry_run: args.dry_run,
+        tables,
+        progress: scan::progress::Style::detect(),
+    };
+    match scan::sync::run(config, &options).await {
+        Ok(report) => {
+            match args.format {
+                OutputFormat::Text => print!("{}", report.render_text()),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(scan::ScanError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(ExitCode::from(crate::EXIT_USAGE))
+        }
+        Err(scan::ScanError::Refused(msg)) => {
+            eprintln!("error: sync refused: {msg}");
+            Ok(ExitCode::from(crate::EXIT_FAILURE))
+        }
+        Err(err) => {
+            eprintln!("error: sync failed: {}", chain(&err));
+            eprintln!("what sync committed stays (each batch is one transaction); run scan to see what differs, and sync again");
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
     }

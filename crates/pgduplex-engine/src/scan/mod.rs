@@ -19,6 +19,7 @@
 
 pub mod progress;
 pub mod sql;
+pub mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -557,17 +558,9 @@ pub async fn scan_table(
         result.seconds = started.elapsed().as_secs_f64();
         return Ok(result);
     }
-    // Level 1, both sides at once.
-    let (l, r) = tokio::try_join!(
-        side_sums(Side::Left, sessions, shape, progress),
-        side_sums(Side::Right, sessions, shape, progress)
-    )?;
-    result.left_rows = l.rows;
-    result.right_rows = r.rows;
-    let buckets: Vec<i32> = (0..l.buckets.len())
-        .filter(|&b| l.buckets[b] != r.buckets[b])
-        .map(|b| b as i32)
-        .collect();
+    let (left_rows, right_rows, buckets) = level1(sessions, shape, progress).await?;
+    result.left_rows = left_rows;
+    result.right_rows = right_rows;
     if buckets.is_empty() {
         result.seconds = started.elapsed().as_secs_f64();
         return Ok(result);
@@ -576,20 +569,21 @@ pub async fn scan_table(
     // Level 2.
     let mut kept: Vec<Diff> = Vec::new();
     let mut unkept = [0u64; 4];
-    diff_rows(
-        shape,
-        &sessions.left[0],
-        &sessions.right[0],
-        &buckets,
-        |d| {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let keep = async {
+        while let Some(d) = rx.recv().await {
             if kept.len() < KEEP_LIMIT {
                 kept.push(d);
             } else {
                 unkept[d.kind as usize] += d.rows;
             }
-        },
-    )
-    .await?;
+        }
+        Ok::<_, ScanError>(())
+    };
+    tokio::try_join!(
+        diff_rows(shape, &sessions.left[0], &sessions.right[0], &buckets, tx),
+        keep
+    )?;
     result.only_left += unkept[DiffKind::OnlyLeft as usize];
     result.only_right += unkept[DiffKind::OnlyRight as usize];
     result.different += unkept[DiffKind::Different as usize];
@@ -610,6 +604,23 @@ pub async fn scan_table(
     }
     result.seconds = started.elapsed().as_secs_f64();
     Ok(result)
+}
+
+/// Level 1 on both sides at once: `(left rows, right rows, buckets that differ)`.
+pub(crate) async fn level1(
+    sessions: &Sessions,
+    shape: &Shape,
+    progress: &ScanProgress,
+) -> Result<(u64, u64, Vec<i32>), ScanError> {
+    let (l, r) = tokio::try_join!(
+        side_sums(Side::Left, sessions, shape, progress),
+        side_sums(Side::Right, sessions, shape, progress)
+    )?;
+    let buckets = (0..l.buckets.len())
+        .filter(|&b| l.buckets[b] != r.buckets[b])
+        .map(|b| b as i32)
+        .collect();
+    Ok((l.rows, r.rows, buckets))
 }
 
 /// The leaf relations of `table` on one side with their sizes in blocks.
@@ -790,14 +801,18 @@ fn listed(row: &tokio_postgres::Row, keyed: bool, key_len: usize) -> Listed {
 }
 
 /// Level 2: lists the rows of `buckets` on both sides and merges them; every
-/// difference goes to `found`.
+/// difference goes to `found` (the merge stops quietly when the receiver is gone).
 pub async fn diff_rows(
     shape: &Shape,
     left: &Client,
     right: &Client,
     buckets: &[i32],
-    mut found: impl FnMut(Diff),
+    found: tokio::sync::mpsc::Sender<Diff>,
 ) -> Result<(), ScanError> {
+    let found = |d: Diff| {
+        let found = found.clone();
+        async move { found.send(d).await.is_ok() }
+    };
     let q = shape.bucket_rows();
     let keyed = shape.keyed();
     let key_len = shape.key.as_ref().map_or(0, Vec::len);
@@ -837,41 +852,48 @@ pub async fn diff_rows(
         match order {
             std::cmp::Ordering::Less => {
                 let a = l.take().expect("left row");
-                found(diff_of(keyed, a));
+                if !found(diff_of(keyed, a)).await {
+                    return Ok(());
+                }
                 l = next(Side::Left, ls.next().await)?;
             }
             std::cmp::Ordering::Greater => {
                 let b = r.take().expect("right row");
-                found(diff_of(keyed, b).swap());
+                if !found(diff_of(keyed, b).swap()).await {
+                    return Ok(());
+                }
                 r = next(Side::Right, rs.next().await)?;
             }
             std::cmp::Ordering::Equal => {
                 let a = l.take().expect("left row");
                 let b = r.take().expect("right row");
                 if a.value != b.value {
-                    if keyed {
-                        found(Diff {
+                    let d = if keyed {
+                        Diff {
                             kind: DiffKind::Different,
                             key_text: a.key_text,
                             key: a.key,
                             left: Some(a.value),
                             right: Some(b.value),
                             rows: 1,
-                        });
+                        }
                     } else {
                         let (kind, rows) = if a.value > b.value {
                             (DiffKind::OnlyLeft, a.value - b.value)
                         } else {
                             (DiffKind::OnlyRight, b.value - a.value)
                         };
-                        found(Diff {
+                        Diff {
                             kind,
                             key_text: a.key_text,
                             key: Vec::new(),
                             left: Some(a.value),
                             right: Some(b.value),
                             rows: rows as u64,
-                        });
+                        }
+                    };
+                    if !found(d).await {
+                        return Ok(());
                     }
                 }
                 l = next(Side::Left, ls.next().await)?;
@@ -913,7 +935,9 @@ pub(crate) fn key_arrays(diffs: &[&Diff], key_len: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn params(arrays: &[Vec<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+pub(crate) fn params<T: tokio_postgres::types::ToSql + Sync>(
+    arrays: &[Vec<T>],
+) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     arrays
         .iter()
         .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))

@@ -1,0 +1,186 @@
+//! `pgduplex sync` (issue 5): each policy gives its result row by row and makes
+//! `scan` exit 0; `--dry-run` changes nothing; foreign-key order without replica
+//! role; a unique swap; keyless tables copied whole; nothing sync writes is captured.
+
+use pgduplex_testkit::compare::compare_databases;
+use pgduplex_testkit::TestPair;
+use serde_json::Value;
+
+use crate::scan::scan_json;
+use crate::support::*;
+
+const SCHEMA: &str = "
+    create table parent (id int primary key, name text);
+    create table child (id int primary key, parent_id int not null references parent (id), v text);
+    create table uniq (id int primary key, code text not null unique);
+    create table tags (tag text, n int);
+    create table ident (id int generated always as identity primary key, v text);
+    insert into parent select g, 'p' || g from generate_series(1, 100) g;
+    insert into child select g, g % 100 + 1, 'c' || g from generate_series(1, 300) g;
+    insert into uniq select g, 'code' || g from generate_series(1, 50) g;
+    insert into tags select 't' || (g % 7), g % 3 from generate_series(1, 40) g;
+    insert into ident (v) select 'v' || g from generate_series(1, 10) g;";
+
+/// The same start on both sides, then each side's own changes.
+async fn diverged_pair() -> TestPair {
+    let pair = TestPair::new().await;
+    pair.execute_both(SCHEMA).await.unwrap();
+    pair.left
+        .execute(
+            "insert into parent values (500, 'left only');
+             insert into child values (500, 500, 'left child');
+             update parent set name = 'left name' where id = 5;
+             update ident set v = 'left v' where id = 3;",
+        )
+        .await
+        .unwrap();
+    pair.right
+        .execute(
+            "insert into parent values (600, 'right only');
+             insert into child values (600, 600, 'right child'), (601, 1, 'right child of 1');
+             update child set v = 'right v' where id = 7;
+             update uniq set code = 'tmp' where id = 1;
+             update uniq set code = 'code1' where id = 2;
+             update uniq set code = 'code2' where id = 1;
+             insert into tags values ('extra', 9), ('t1', 1);",
+        )
+        .await
+        .unwrap();
+    pair
+}
+
+fn counts(report: &Value, table: &str) -> (u64, u64, u64) {
+    let t = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap_or_else(|| panic!("{table} not in {report:#}"));
+    (
+        t["inserted"].as_u64().unwrap(),
+        t["updated"].as_u64().unwrap(),
+        t["deleted"].as_u64().unwrap(),
+    )
+}
+
+async fn sync_json(cfg: &ConfigFile, args: &[&str]) -> Value {
+    let mut a = vec!["sync", "--format", "json"];
+    a.extend_from_slice(args);
+    let run = pgduplex_async(&cfg.path, &a).await;
+    run.assert_code(0);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("no JSON ({e}):\n{}", run.all()))
+}
+
+async fn check_policy(pair: &TestPair, cfg: &ConfigFile, policy: &str) {
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let (winner, loser) = if policy == "left_wins" {
+        (&pair.left, &pair.right)
+    } else {
+        (&pair.right, &pair.left)
+    };
+    let winner_before = all_user_rows(winner).await;
+    let loser_before = all_user_rows(loser).await;
+    // Keys each side holds alone, as built by diverged_pair.
+    let (parent, child) = if policy == "left_wins" {
+        ((1, 1, 1), (1, 1, 2)) // parent 500 in, 5 updated, 600 out; child 500 in, 7 updated, 600 and 601 out
+    } else {
+        ((1, 1, 1), (2, 1, 1))
+    };
+    // Dry run: counts and lists, changes nothing.
+    let dry = sync_json(cfg, &["--policy", policy, "--dry-run"]).await;
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(counts(&dry, "public.parent"), parent, "{dry:#}");
+    assert_eq!(counts(&dry, "public.child"), child, "{dry:#}");
+    assert_eq!(counts(&dry, "public.uniq"), (0, 2, 0), "{dry:#}");
+    assert_eq!(counts(&dry, "public.ident"), (0, 1, 0), "{dry:#}");
+    assert_eq!(all_user_rows(winner).await, winner_before);
+    assert_eq!(all_user_rows(loser).await, loser_before);
+
+    let done = sync_json(cfg, &["--policy", policy]).await;
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(counts(&done, "public.parent"), parent, "{done:#}");
+    assert_eq!(counts(&done, "public.child"), child, "{done:#}");
+    assert_eq!(counts(&done, "public.uniq"), (0, 2, 0), "{done:#}");
+    assert_eq!(counts(&done, "public.ident"), (0, 1, 0), "{done:#}");
+    let tags = done["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.tags")
+        .unwrap();
+    assert_eq!(
+        tags["copied_whole"],
+        if policy == "left_wins" { 40 } else { 42 }
+    );
+
+    // The winner is untouched, the loser now holds exactly the winner's rows,
+    // nothing was captured, and scan agrees.
+    assert_eq!(all_user_rows(winner).await, winner_before);
+    let (l, r) = (
+        pair.left.client().await.unwrap(),
+        pair.right.client().await.unwrap(),
+    );
+    compare_databases(&l, &r).await.unwrap().assert_identical();
+    assert_eq!(
+        pending(&l).await,
+        0,
+        "sync's writes were captured on the left"
+    );
+    assert_eq!(
+        pending(&r).await,
+        0,
+        "sync's writes were captured on the right"
+    );
+    let report = scan_json(cfg, &[], 0).await;
+    assert_eq!(report["total_differences"], 0);
+    // A second sync finds nothing to do.
+    let again = sync_json(cfg, &["--policy", policy]).await;
+    assert_eq!(again["total_changes"], 0, "{again:#}");
+}
+
+#[tokio::test]
+async fn left_wins_as_superuser_makes_the_right_equal() {
+    let pair = diverged_pair().await;
+    let cfg = ConfigFile::for_pair(&pair, "");
+    check_policy(&pair, &cfg, "left_wins").await;
+}
+
+#[tokio::test]
+async fn right_wins_as_table_owner_respects_foreign_keys() {
+    let pair = diverged_pair().await;
+    // Not a superuser: the server checks the foreign keys of every write.
+    let cfg = config_as_owner(&pair, "").await;
+    check_policy(&pair, &cfg, "right_wins").await;
+}
+
+#[tokio::test]
+async fn sync_needs_a_winner_and_valid_input() {
+    let pair = diverged_pair().await;
+    let cfg = ConfigFile::for_pair(&pair, "[replication]\nconflict = \"latest_wins\"\n");
+    let before = (
+        all_user_rows(&pair.left).await,
+        all_user_rows(&pair.right).await,
+    );
+    let run = pgduplex_async(&cfg.path, &["sync"]).await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("--policy"), "{}", run.stderr);
+    let run = pgduplex_async(
+        &cfg.path,
+        &["sync", "--policy", "left_wins", "--tables", "("],
+    )
+    .await;
+    run.assert_code(2);
+    let run = pgduplex_async(&cfg.path, &["sync", "--policy", "nobody_wins"]).await;
+    run.assert_code(2);
+    assert_eq!(
+        (
+            all_user_rows(&pair.left).await,
+            all_user_rows(&pair.right).await
+        ),
+        before
+    );
+    // The configured policy is the default.
+    let cfg = ConfigFile::for_pair(&pair, "[replication]\nconflict = \"right_wins\"\n");
+    let dry = sync_json(&cfg, &["--dry-run"]).await;
+    assert_eq!(dry["winner"], "right");
+}
