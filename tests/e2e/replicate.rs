@@ -279,6 +279,10 @@ async fn the_demo_runs_the_whole_job() {
         "conflict on customer [\"1\"] (row): left wins",
         "every row compared: both sides identical",
         "pending changes after replication: 0 on the left, 0 on the right (no echo)",
+        "total: 4 table(s), 0 differences: identical",
+        "different  (3)  columns: email",
+        "total: 1 change(s)",
+        "scan again: identical",
         "schema pgduplex removed: true",
     ] {
         assert!(

@@ -69,6 +69,10 @@ const KINDS: &str = "create table kinds (
         g / 3.0, g / 7.0, array[g, g + 1, g + 2], decode(lpad(to_hex(g), 8, '0'), 'hex'),
         jsonb_build_object('g', g, 'name', 'n' || g), g * 1.5
       from generate_series(1, 200) g;
+    create table parts (id int primary key, v text) partition by range (id);
+    create table parts_a partition of parts for values from (0) to (1000);
+    create table parts_b partition of parts for values from (1000) to (5000);
+    insert into parts select g, 'v' || g from generate_series(0, 4999) g;
     create table big (id bigint primary key, a int, b text);
     insert into big select g, g % 1000, md5(g::text) from generate_series(1, 1000000) g;";
 
@@ -95,7 +99,8 @@ async fn each_kind_of_difference_is_found_and_reported_exactly() {
              update kinds set b = set_byte(b, 3, get_byte(b, 3) # 1) where id = 8; -- one bytea bit
              update kinds set j = j || '{\"name\": \"changed\"}' where id = 9;
              update kinds set n = 150.00 where id = 100;                        -- 150.0 vs 150.00 (scale)
-             update big set b = upper(b) where id = 777777;                     -- one column, one row in a million",
+             update big set b = upper(b) where id = 777777;                     -- one column, one row in a million
+             update parts_b set v = 'changed' where id = 2500;                  -- in a partition",
         )
         .await
         .unwrap();
@@ -120,7 +125,14 @@ async fn each_kind_of_difference_is_found_and_reported_exactly() {
     let report = scan_json(&cfg, &[], 1).await;
     assert_eq!(counts(&report, "public.kinds"), (1, 1, 9, 0), "{report:#}");
     assert_eq!(counts(&report, "public.big"), (0, 0, 1, 0), "{report:#}");
-    assert_eq!(report["total_differences"], 12);
+    assert_eq!(counts(&report, "public.parts"), (0, 0, 1, 0), "{report:#}");
+    assert_eq!(table(&report, "public.parts")["left_rows"], 5000);
+    assert_eq!(
+        report["tables"].as_array().unwrap().len(),
+        3,
+        "partitions are scanned through their root"
+    );
+    assert_eq!(report["total_differences"], 13);
     assert_eq!(report["identical"], false);
     let d = |kind: &str, key: &str, cols: &[&str]| {
         (

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use pgduplex_config::Config;
 use pgduplex_engine::replicate::{self, Replicator};
-use pgduplex_engine::{check, setup};
+use pgduplex_engine::{check, scan, setup};
 use pgduplex_testkit::db::start_pair;
 use pgduplex_testkit::ServerOptions;
 
@@ -135,6 +135,43 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         );
         let [pl, pr] = pending(&config).await?;
         println!("   pending changes after replication: {pl} on the left, {pr} on the right (no echo)");
+
+        println!("\n== pgduplex scan (the cutover gate: exit 0 when both sides hold the same rows)");
+        let scan_options = scan::ScanOptions::default();
+        let report = scan::run(&config, &scan_options).await?;
+        print!("{}", indent(&report.render_text()));
+
+        println!("\n== someone changes a row on the right behind pgduplex's back (not captured)");
+        r.batch_execute(
+            "BEGIN; SET LOCAL pgduplex.applying = on;
+             UPDATE customer SET email = 'typo@example.con' WHERE id = 3;
+             COMMIT;",
+        )
+        .await?;
+        let options = scan::ScanOptions {
+            details: true,
+            ..scan::ScanOptions::default()
+        };
+        let report = scan::run(&config, &options).await?;
+        print!("{}", indent(&report.render_text()));
+
+        println!("\n== pgduplex sync --policy left_wins");
+        let done = scan::sync::run(
+            &config,
+            &scan::sync::SyncOptions {
+                winner: pgduplex_config::Side::Left,
+                dry_run: false,
+                tables: None,
+                progress: scan::progress::Style::Quiet,
+            },
+        )
+        .await?;
+        print!("{}", indent(&done.render_text()));
+        let report = scan::run(&config, &scan_options).await?;
+        println!(
+            "   scan again: {}",
+            if report.identical { "identical".to_string() } else { format!("{} difference(s)", report.total_differences) }
+        );
 
         println!("\n== pgduplex uninstall");
         let gone = setup::uninstall(&config).await?;
