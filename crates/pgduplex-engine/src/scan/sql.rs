@@ -1,25 +1,32 @@
 //! The SQL of a scan: how one table's rows are cut into hash buckets and hashed,
 //! identically on both sides.
 //!
-//! - A row's canonical form is `ROW(c1, c2, ...)::text` over the compared columns
-//!   in one agreed order, under the pinned session settings of
-//!   [`crate::replicate::SESSION_SETTINGS`]; `real` and `double precision` columns
-//!   enter it as their binary form (`float4send`/`float8send`), so no text
-//!   rendering of a float can create or hide a difference. NULL and the empty
-//!   string differ in a record's text (`(,)` against `("",)`).
+//! - A row's hash combines one hash per compared column (in one agreed order,
+//!   each position with its own seed, NULL as a marker of its own) and mixes the
+//!   result once more, so equal rows hash equal on both servers and values moved
+//!   between columns or rows do not cancel out. A column is hashed from its
+//!   binary value where the type's hash is exact (integers, `oid`, `"char"`,
+//!   `name`, `boolean`, floats (by value: `-0` equals `0`, NaNs are equal),
+//!   `text`/`varchar`/`char(n)` bytes under `COLLATE "C"`, `uuid`, `timestamp`,
+//!   `timestamptz` (as UTC), `time`, `timetz`, `inet`, `macaddr`); every other
+//!   type (numeric, whose hash ignores the display scale; interval, whose hash
+//!   equates `1 day` and `24 hours`; jsonb, enums, arrays, ...) from its text form
+//!   under the pinned session settings of [`crate::replicate::SESSION_SETTINGS`].
+//!   No server default (time zone, date style, float digits, bytea output) and no
+//!   collation can create or hide a difference.
 //! - A key's canonical form is `ROW(k1, ...)::text`, the same expression over the
-//!   delta tables' key columns (same types, same text).
-//! - Buckets: `hashtextextended(key COLLATE "C", 0) & mask`. The bucket of a key
-//!   depends on its bytes only, never on a collation, so both servers cut the same
-//!   rows into the same buckets whatever their sort orders.
-//! - A bucket's summary is `count(*)` and the `sum` of the rows'
-//!   `hashtextextended(row COLLATE "C", 1)`: order-independent, and unlike XOR it
-//!   counts duplicate rows (keyless tables).
+//!   delta tables' key columns (same types, same text). It orders and identifies
+//!   listed rows; buckets come from the key columns' hashes.
+//! - Buckets: `key hash & mask`. The bucket of a key depends on its value only,
+//!   never on a collation, so both servers cut the same rows into the same
+//!   buckets whatever their sort orders. Keyless tables bucket by the row hash.
+//! - A bucket's summary is `count(*)` and the `sum` of the rows' hashes:
+//!   order-independent, and unlike XOR it counts duplicate rows (keyless tables).
 //! - Rows are listed ordered by `(bucket, key COLLATE "C")`: byte order, which is
 //!   also how Rust compares strings, so the two sides merge in one pass.
 //!
 //! Names go through `quote_ident`; values (key texts, block numbers, buckets) go as
-//! bind parameters; the only literal pasted is the bucket mask, a number of ours.
+//! bind parameters; the only literals pasted are numbers of ours (mask, seeds).
 
 use pgduplex_pg::{quote_ident, TableName};
 
@@ -52,6 +59,57 @@ pub enum Chunk {
         from: i64,
         to: Option<i64>,
     },
+}
+
+/// The hash of column `c` of alias `t` with `seed`, NULL as a marker of its own.
+fn column_hash(c: &ScanColumn, seed: i64) -> String {
+    let q = format!("t.{}", quote_ident(&c.name));
+    let h = match c.type_name.as_str() {
+        "smallint" => format!("pg_catalog.hashint2extended({q}, {seed})"),
+        "integer" => format!("pg_catalog.hashint4extended({q}, {seed})"),
+        "bigint" => format!("pg_catalog.hashint8extended({q}, {seed})"),
+        "oid" => format!("pg_catalog.hashoidextended({q}, {seed})"),
+        "\"char\"" => format!("pg_catalog.hashcharextended({q}, {seed})"),
+        "name" => format!("pg_catalog.hashnameextended({q} COLLATE \"C\", {seed})"),
+        "boolean" => format!("pg_catalog.hashint4extended({q}::pg_catalog.int4, {seed})"),
+        "real" => format!("pg_catalog.hashfloat4extended({q}, {seed})"),
+        "double precision" => format!("pg_catalog.hashfloat8extended({q}, {seed})"),
+        "text" => format!("pg_catalog.hashtextextended({q} COLLATE \"C\", {seed})"),
+        t if t.starts_with("character varying") => {
+            format!("pg_catalog.hashtextextended({q}::pg_catalog.text COLLATE \"C\", {seed})")
+        }
+        t if t.starts_with("character(") || t == "character" => {
+            format!("pg_catalog.hashbpcharextended({q} COLLATE \"C\", {seed})")
+        }
+        "uuid" => format!("pg_catalog.uuid_hash_extended({q}, {seed})"),
+        "timestamp without time zone" => {
+            format!("pg_catalog.timestamp_hash_extended({q}, {seed})")
+        }
+        "timestamp with time zone" => {
+            format!("pg_catalog.timestamp_hash_extended(pg_catalog.timezone('UTC', {q}), {seed})")
+        }
+        "time without time zone" => format!("pg_catalog.time_hash_extended({q}, {seed})"),
+        "time with time zone" => format!("pg_catalog.timetz_hash_extended({q}, {seed})"),
+        "inet" => format!("pg_catalog.hashinetextended({q}, {seed})"),
+        "macaddr" => format!("pg_catalog.hashmacaddrextended({q}, {seed})"),
+        _ => format!("pg_catalog.hashtextextended({q}::pg_catalog.text COLLATE \"C\", {seed})"),
+    };
+    // A NULL's marker differs per position (and from the seeds).
+    format!("COALESCE({h}, {})", -7_046_029_254_386_353_131_i64 + seed)
+}
+
+/// Mixes the per-column hashes of `cols` (seeds from `first`) into one int8.
+fn combined_hash(cols: &[ScanColumn], first: i64) -> String {
+    if cols.is_empty() {
+        return "0::pg_catalog.int8".to_string();
+    }
+    let parts = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| column_hash(c, first + i as i64))
+        .collect::<Vec<_>>()
+        .join(" OPERATOR(pg_catalog.#) ");
+    format!("pg_catalog.hashint8extended({parts}, 0)")
 }
 
 fn column_value(c: &ScanColumn) -> String {
@@ -96,15 +154,18 @@ impl Shape {
     }
 
     fn row_hash(&self) -> String {
-        format!(
-            "pg_catalog.hashtextextended({} COLLATE \"C\", 1)",
-            self.row_text()
-        )
+        combined_hash(&self.columns, 1)
     }
 
-    fn bucket_of(&self, text: &str) -> String {
+    /// The bucket: the key's hash (seeds apart from the row's), or for a keyless
+    /// table the row's hash, masked.
+    fn bucket(&self) -> String {
+        let h = match &self.key {
+            Some(k) => combined_hash(k, 1_000_003),
+            None => self.row_hash(),
+        };
         format!(
-            "(pg_catalog.hashtextextended({text} COLLATE \"C\", 0) OPERATOR(pg_catalog.&) {})::pg_catalog.int4",
+            "({h} OPERATOR(pg_catalog.&) {})::pg_catalog.int4",
             self.mask
         )
     }
@@ -130,10 +191,7 @@ impl Shape {
     /// `relation` (the table, or for a block range, the table itself or one leaf
     /// partition of it).
     pub fn bucket_sums(&self, relation: &TableName, chunk: &Chunk) -> String {
-        let bucket = match self.key_text() {
-            Some(k) => self.bucket_of(&k),
-            None => self.bucket_of(&self.row_text()),
-        };
+        let bucket = self.bucket();
         format!(
             "SELECT s.b, pg_catalog.count(*)::pg_catalog.int8, pg_catalog.sum(s.h)::pg_catalog.text \
                FROM (SELECT {bucket} AS b, {hash} AS h FROM {src}) s GROUP BY s.b",
@@ -164,7 +222,7 @@ impl Shape {
                     "SELECT x.b, x.kt, x.h{outs} FROM (SELECT {bucket} AS b, {kt} AS kt, {hash} AS h{cols} FROM {t} t) \
                      x(b, kt, h{names}) WHERE x.b OPERATOR(pg_catalog.=) ANY($1::pg_catalog.int4[]) \
                      ORDER BY x.b, x.kt COLLATE \"C\"",
-                    bucket = self.bucket_of(&kt),
+                    bucket = self.bucket(),
                     hash = self.row_hash(),
                 )
             }
@@ -173,7 +231,7 @@ impl Shape {
                  (SELECT {bucket} AS b, {rt} AS rt FROM {t} t) x \
                  WHERE x.b OPERATOR(pg_catalog.=) ANY($1::pg_catalog.int4[]) \
                  GROUP BY x.b, x.rt ORDER BY x.b, x.rt COLLATE \"C\"",
-                bucket = self.bucket_of(&self.row_text()),
+                bucket = self.bucket(),
                 rt = self.row_text(),
             ),
         }
@@ -291,11 +349,31 @@ mod tests {
     }
 
     #[test]
-    fn floats_are_hashed_from_their_binary_form() {
+    fn columns_are_hashed_by_type_with_a_seed_per_position() {
         let s = shape(true);
+        let h = s.row_hash();
+        assert!(
+            h.contains("pg_catalog.hashint8extended(t.\"id\", 1)"),
+            "{h}"
+        );
+        assert!(
+            h.contains("pg_catalog.hashfloat8extended(t.\"f\", 2)"),
+            "{h}"
+        );
+        assert!(
+            h.contains("pg_catalog.hashfloat4extended(t.\"r\", 3)"),
+            "{h}"
+        );
+        let text = column_hash(
+            &ScanColumn {
+                name: "n".into(),
+                type_name: "numeric(10,2)".into(),
+            },
+            7,
+        );
         assert_eq!(
-            s.row_text(),
-            "(ROW(t.\"id\", pg_catalog.float8send(t.\"f\"), pg_catalog.float4send(t.\"r\"))::pg_catalog.text)"
+            text,
+            "COALESCE(pg_catalog.hashtextextended(t.\"n\"::pg_catalog.text COLLATE \"C\", 7), -7046029254386353124)"
         );
     }
 
