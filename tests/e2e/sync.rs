@@ -183,4 +183,16 @@ async fn sync_needs_a_winner_and_valid_input() {
     let cfg = ConfigFile::for_pair(&pair, "[replication]\nconflict = \"right_wins\"\n");
     let dry = sync_json(&cfg, &["--dry-run"]).await;
     assert_eq!(dry["winner"], "right");
+    // A table whose definitions differ is left alone, said, and exits 1.
+    pair.left
+        .execute("alter table tags add column extra int")
+        .await
+        .unwrap();
+    let run = pgduplex_async(&cfg.path, &["sync", "--tables", "tags"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("skipped: the definitions differ"),
+        "{}",
+        run.stdout
+    );
 }

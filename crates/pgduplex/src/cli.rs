@@ -69,7 +69,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Make the two sides equal by a policy: rows only on the losing side are
     /// deleted, rows only on the winning side inserted, differing rows overwritten
-    /// (exit 0 done, 2 usage or configuration error, 3 failed or refused).
+    /// (exit 0 done, 1 a table was left alone because its definitions differ,
+    /// 2 usage or configuration error, 3 failed or refused).
     Sync(SyncArgs),
     /// Run pgduplex on two throw-away local PostgreSQL servers and show what it does.
     Demo(DemoArgs),
@@ -336,7 +337,12 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
                 OutputFormat::Text => print!("{}", report.render_text()),
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
-            Ok(ExitCode::SUCCESS)
+            // A table left alone (definitions differ) is not equal yet.
+            Ok(if report.tables.iter().any(|t| t.skipped.is_some()) {
+                ExitCode::from(EXIT_PROBLEM)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Err(scan::ScanError::Usage(msg)) => {
             eprintln!("error: {msg}");

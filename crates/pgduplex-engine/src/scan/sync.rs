@@ -173,19 +173,27 @@ async fn check_apply_role(c: &Client, side: Side) -> Result<(), ScanError> {
     let row = c
         .query_one(
             "SELECT session_user::pg_catalog.text, \
-                    CASE WHEN pg_catalog.to_regclass('pgduplex.replicated_table') IS NULL THEN NULL \
-                         ELSE (SELECT pg_catalog.array_agg(DISTINCT apply_role::pg_catalog.text) FROM pgduplex.replicated_table) END",
+                    pg_catalog.to_regclass('pgduplex.replicated_table') IS NOT NULL",
             &[],
         )
         .await
         .map_err(db(side, "reading the apply role"))?;
     let session: String = row.get(0);
-    let roles: Option<Vec<String>> = row.get(1);
-    if let Some(other) = roles
-        .unwrap_or_default()
-        .into_iter()
-        .find(|r| *r != session)
-    {
+    if !row.get::<_, bool>(1) {
+        // Not installed on this side: nothing captures what sync writes.
+        return Ok(());
+    }
+    let roles: Vec<String> = c
+        .query(
+            "SELECT DISTINCT apply_role::pg_catalog.text FROM pgduplex.replicated_table",
+            &[],
+        )
+        .await
+        .map_err(db(side, "reading the apply role"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(other) = roles.into_iter().find(|r| *r != session) {
         return Err(ScanError::Refused(format!(
             "{side}: the capture was installed for apply role {other:?} but sync connects as {session:?}: \
              what sync writes would be captured and sent back; nothing was changed. \
