@@ -443,19 +443,8 @@ async fn a_live_scan_while_replicating_reports_no_false_differences() {
     pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
         .await
         .assert_code(0);
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .arg("replicate")
-        .env_remove("PGDUPLEX_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&cfg, dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let (l, r) = (
         write_load(&pair.left, Arc::clone(&stop), 1),
@@ -464,9 +453,7 @@ async fn a_live_scan_while_replicating_reports_no_false_differences() {
     let scan = async {
         // Let the load and the daemon get going before the scan starts.
         wait_for(30, "the daemon to replicate", || async {
-            std::fs::read_to_string(log.path())
-                .unwrap_or_default()
-                .contains("replicating")
+            daemon.log().contains("replicating")
         })
         .await;
         let report = scan_json(&cfg, &["--settle", "30"], 0).await;
@@ -489,12 +476,7 @@ async fn a_live_scan_while_replicating_reports_no_false_differences() {
         sync_run.stderr
     );
     // Stopped and drained, the sides are identical with nothing in flight.
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &daemon.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert!(daemon.wait().await.unwrap().success());
+    assert!(daemon.terminate().success());
     pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
         .await
         .assert_code(0);

@@ -312,3 +312,46 @@ pub async fn config_as_owner(pair: &TestPair, extra: &str) -> ConfigFile {
         extra,
     )
 }
+
+/// `pgduplex replicate` as a child process, killed when dropped; its stderr (the
+/// log) goes to `daemon.log` in `dir`.
+pub struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(cfg: &ConfigFile, dir: &Path) -> Daemon {
+        let log = dir.join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
+            .arg("--config")
+            .arg(&cfg.path)
+            .arg("replicate")
+            .env_remove("PGDUPLEX_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

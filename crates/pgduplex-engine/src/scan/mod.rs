@@ -220,13 +220,7 @@ impl ScanReport {
 
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let width = self
-            .tables
-            .iter()
-            .map(|t| t.table.len())
-            .chain([5])
-            .max()
-            .unwrap_or(5);
+        let width = name_width(self.tables.iter().map(|t| t.table.as_str()));
         out.push_str(&format!(
             "{:<width$}  {:>10}  {:>10}  {:>9}  {:>10}  {:>9}  {:>9}\n",
             "table", "left rows", "right rows", "only left", "only right", "different", "in flight"
@@ -294,6 +288,15 @@ impl ScanReport {
         ));
         out
     }
+}
+
+/// The width of a "table" column holding `names`.
+pub(crate) fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names
+        .map(str::len)
+        .chain(["table".len()])
+        .max()
+        .unwrap_or(5)
 }
 
 /// A table to scan: its shape, and the problems found comparing definitions.
@@ -944,6 +947,31 @@ pub(crate) fn params<T: tokio_postgres::types::ToSql + Sync>(
         .collect()
 }
 
+/// Runs `q` (keys as text arrays `$1..$n`) over `keys` in batches on one side,
+/// giving every row to `each`.
+async fn by_keys(
+    c: &Client,
+    side: Side,
+    shape: &Shape,
+    q: &str,
+    keys: &[&Diff],
+    context: &str,
+    mut each: impl FnMut(&tokio_postgres::Row),
+) -> Result<(), ScanError> {
+    let key_len = shape.key.as_ref().map_or(0, Vec::len);
+    for batch in keys.chunks(LOOKUP_BATCH) {
+        let arrays = key_arrays(batch, key_len);
+        for row in c
+            .query(q, &params(&arrays))
+            .await
+            .map_err(db(side, format!("{context} {}", shape.table)))?
+        {
+            each(&row);
+        }
+    }
+    Ok(())
+}
+
 /// The current row hashes of `keys` on one side.
 pub(crate) async fn key_states(
     c: &Client,
@@ -951,18 +979,20 @@ pub(crate) async fn key_states(
     shape: &Shape,
     keys: &[&Diff],
 ) -> Result<HashMap<String, i64>, ScanError> {
-    let q = shape.key_states();
-    let key_len = shape.key.as_ref().map_or(0, Vec::len);
     let mut out = HashMap::new();
-    for batch in keys.chunks(LOOKUP_BATCH) {
-        let arrays = key_arrays(batch, key_len);
-        for row in c.query(&q, &params(&arrays)).await.map_err(db(
-            side,
-            format!("looking at keys of {} again", shape.table),
-        ))? {
+    let q = shape.key_states();
+    by_keys(
+        c,
+        side,
+        shape,
+        &q,
+        keys,
+        "looking again at keys of",
+        |row| {
             out.insert(row.get(0), row.get(1));
-        }
-    }
+        },
+    )
+    .await?;
     Ok(out)
 }
 
@@ -973,18 +1003,20 @@ async fn pending_keys(
     delta: &TableName,
     keys: &[&Diff],
 ) -> Result<HashSet<String>, ScanError> {
-    let q = shape.pending_keys(delta);
-    let key_len = shape.key.as_ref().map_or(0, Vec::len);
     let mut out = HashSet::new();
-    for batch in keys.chunks(LOOKUP_BATCH) {
-        let arrays = key_arrays(batch, key_len);
-        for row in c.query(&q, &params(&arrays)).await.map_err(db(
-            side,
-            format!("reading the pending changes of {}", shape.table),
-        ))? {
+    let q = shape.pending_keys(delta);
+    by_keys(
+        c,
+        side,
+        shape,
+        &q,
+        keys,
+        "reading the pending changes of",
+        |row| {
             out.insert(row.get(0));
-        }
-    }
+        },
+    )
+    .await?;
     Ok(out)
 }
 

@@ -8,24 +8,8 @@ use std::time::{Duration, Instant};
 
 use pgduplex_pg::TableName;
 
-/// How progress is shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Style {
-    Terminal,
-    Log(Duration),
-    Quiet,
-}
-
-impl Style {
-    /// A line redrawn on standard error when it is a terminal, else a log line every 10 s.
-    pub fn detect() -> Style {
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            Style::Terminal
-        } else {
-            Style::Log(Duration::from_secs(10))
-        }
-    }
-}
+/// How progress is shown: the copy's styles.
+pub use crate::copy::progress::ProgressStyle as Style;
 
 pub struct ScanProgress {
     style: Style,

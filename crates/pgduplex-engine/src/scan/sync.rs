@@ -92,13 +92,7 @@ impl SyncReport {
             },
             self.winner
         );
-        let width = self
-            .tables
-            .iter()
-            .map(|t| t.table.len())
-            .chain([5])
-            .max()
-            .unwrap_or(5);
+        let width = super::name_width(self.tables.iter().map(|t| t.table.as_str()));
         out.push_str(&format!(
             "{:<width$}  {:>9}  {:>9}  {:>9}\n",
             "table", "inserted", "updated", "deleted"
