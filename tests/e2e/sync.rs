@@ -183,6 +183,24 @@ async fn sync_needs_a_winner_and_valid_input() {
     let cfg = ConfigFile::for_pair(&pair, "[replication]\nconflict = \"right_wins\"\n");
     let dry = sync_json(&cfg, &["--dry-run"]).await;
     assert_eq!(dry["winner"], "right");
+    // Installed for one apply role, run as another: what sync wrote would be
+    // captured and sent back, so it refuses and changes nothing.
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let owner = config_as_owner(&pair, "").await;
+    let before = (
+        all_user_rows(&pair.left).await,
+        all_user_rows(&pair.right).await,
+    );
+    let run = pgduplex_async(&owner.path, &["sync", "--policy", "left_wins"]).await;
+    run.assert_code(3);
+    assert!(run.stderr.contains("apply role"), "{}", run.stderr);
+    assert_eq!(
+        (
+            all_user_rows(&pair.left).await,
+            all_user_rows(&pair.right).await
+        ),
+        before
+    );
     // A table whose definitions differ is left alone, said, and exits 1.
     pair.left
         .execute("alter table tags add column extra int")

@@ -405,10 +405,20 @@ pub async fn targets(
     let mut installed: [HashMap<TableName, i32>; 2] = [HashMap::new(), HashMap::new()];
     for (i, side) in [Side::Left, Side::Right].into_iter().enumerate() {
         let c = &sessions.side(side)[0];
-        for t in pgduplex_pg::install::installed_tables(c)
-            .await
-            .map_err(|source| ScanError::Pg { side, source })?
-        {
+        let tables = match pgduplex_pg::install::installed_tables(c).await {
+            Ok(t) => t,
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                tracing::warn!(
+                    "{side}: this role may not read schema pgduplex: keys that differ are not looked \
+                     at again while replication runs (connect as the role that ran install)"
+                );
+                Vec::new()
+            }
+            Err(source) => return Err(ScanError::Pg { side, source }),
+        };
+        for t in tables {
             if t.sync == sessions.sync_name {
                 installed[i].insert(t.table, t.id);
             }

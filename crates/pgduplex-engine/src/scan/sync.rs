@@ -177,16 +177,26 @@ async fn check_apply_role(c: &Client, side: Side) -> Result<(), ScanError> {
         // Not installed on this side: nothing captures what sync writes.
         return Ok(());
     }
-    let roles: Vec<String> = c
+    let roles: Vec<String> = match c
         .query(
             "SELECT DISTINCT apply_role::pg_catalog.text FROM pgduplex.replicated_table",
             &[],
         )
         .await
-        .map_err(db(side, "reading the apply role"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            return Err(ScanError::Refused(format!(
+                "{side}: sync connects as {session:?}, which may not read schema pgduplex: \
+                 pgduplex was installed by another role (its apply role), and what sync writes \
+                 as {session:?} would be captured and sent back; nothing was changed. \
+                 Connect as the role that ran install"
+            )))
+        }
+        r => r.map_err(db(side, "reading the apply role"))?,
+    }
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
     if let Some(other) = roles.into_iter().find(|r| *r != session) {
         return Err(ScanError::Refused(format!(
             "{side}: the capture was installed for apply role {other:?} but sync connects as {session:?}: \
