@@ -15,6 +15,14 @@
 #         QUICK=1 bench/trigger_overhead/run.sh    # smoke/quick run (~4 min)
 #         TESTS="pgbench_c1 bulk_update" bench/trigger_overhead/run.sh
 #         FSYNC=on TESTS="pgbench_c1 pgbench_c4" bench/trigger_overhead/run.sh   # durable commits
+# Tests: pgbench_c1, pgbench_c4 (tpcb-like), pgbench_c1_rtt, pgbench_c4_rtt (the same with the
+# client waiting RTT_US after each statement: a network round trip), micro_update, micro_insert
+# (MICRO_N single-row statements in one transaction of one backend), micro_tpcb (MICRO_N
+# tpcb-like transactions in one backend, a COMMIT after each: pgbench -c 1 without client and
+# protocol), bulk_update, bulk_insert (BULK_ROWS rows in one statement), bulk_keyupdate (one
+# UPDATE changing the key of KEY_ROWS rows), apply_insert, apply_copy (pgduplex's own apply,
+# which must not be captured).
+# PGDUPLEX_PREV_BIN=<an older pgduplex binary> adds variant pgduplex_prev (before/after in one run).
 # The pgduplex* variants need the release binary: it is built once into
 # $CARGO_TARGET_DIR (default /work/target-bench) when missing; BUILD=1 rebuilds it.
 # Output: $OUT/raw.csv (every single measurement), $OUT/summary.md, $OUT/ddl_*.sql
@@ -30,12 +38,14 @@ TX_C4=${TX_C4:-$([ "$QUICK" = 1 ] && echo 700 || echo 2500)}       # -t per clie
 BULK_ROWS=${BULK_ROWS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 1000000)}
 BULK_ROUNDS=${BULK_ROUNDS:-$([ "$QUICK" = 1 ] && echo 2 || echo 3)}
 MICRO_N=${MICRO_N:-20000}               # statements per micro_* run
+KEY_ROWS=${KEY_ROWS:-100000}            # rows of table tk whose key bulk_keyupdate changes
+RTT_US=${RTT_US:-100}                   # pgbench_*_rtt: client wait after each statement, µs
 PAD=${PAD:-0}                           # extra bytes per row of table t (bulk insert/apply/copy)
 WARMUP=${WARMUP:-1}                     # one discarded run per database before pgbench/bulk_update
 TESTS=${TESTS:-"pgbench_c1 pgbench_c4 bulk_update bulk_insert apply_insert apply_copy"}
 # Variants: pgduplex (real install), bucardo (real), none2 (A/A control), row (prototype of
 # the design's row-level trigger, for reference where it is cheap to run). Also available:
-# stmt, row_noset (prototypes), pgduplex_empty, pgduplex_noset, pgduplex_emptynoset,
+# stmt, row_noset (prototypes), pgduplex_empty, pgduplex_noset, pgduplex_set, pgduplex_emptynoset,
 # pgduplex_emptynotrans, pgduplex_nopk, pgduplex_updnojoin, pgduplex_nowhen (pgduplex's
 # install altered afterwards to take the per-statement cost apart; see install_pgduplex_*).
 PGB_VARIANTS=${PGB_VARIANTS:-"pgduplex bucardo none2 row"}
@@ -102,7 +112,7 @@ trap stop_server EXIT
 
 # ---------------------------------------------------------------- data
 # Replicated tables (all with a primary key) and their pgduplex table ids.
-TABLES="pgbench_accounts:1 pgbench_branches:2 pgbench_tellers:3 pgbench_history:4 t:5"
+TABLES="pgbench_accounts:1 pgbench_branches:2 pgbench_tellers:3 pgbench_history:4 t:5 tk:6"
 
 make_template() {
   createdb bench_tpl
@@ -110,6 +120,7 @@ make_template() {
   psqlq bench_tpl <<'EOF'
 ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY;
 CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text NOT NULL);
+CREATE TABLE tk (id bigint PRIMARY KEY, a int NOT NULL);
 VACUUM ANALYZE;
 EOF
   # data file for COPY (the same rows the bulk INSERT writes)
@@ -177,8 +188,8 @@ build_pgduplex() {
   [ -x "$PGDUPLEX_BIN" ] || { say "FATAL: no pgduplex binary at $PGDUPLEX_BIN"; exit 1; }
   say "pgduplex binary: $PGDUPLEX_BIN ($("$PGDUPLEX_BIN" --version 2>&1)), built $(date -r "$PGDUPLEX_BIN" -Is)"
 }
-install_pgduplex() {
-  local db=$1 peer=${1}_peer cfg=$OUT/pgduplex_$1.toml
+install_pgduplex() {   # install_pgduplex <db> [<binary> <ddl name>]
+  local db=$1 peer=${1}_peer cfg=$OUT/pgduplex_$1.toml bin=${2:-$PGDUPLEX_BIN} ddl=${3:-pgduplex}
   createdb -T bench_tpl "$peer"
   cat >"$cfg" <<EOF
 # written by bench/trigger_overhead/run.sh
@@ -191,14 +202,14 @@ url = "postgres://postgres@/$peer?host=$SOCK&port=$PORT"
 sslmode = "disable"
 EOF
   local rc=0
-  "$PGDUPLEX_BIN" --config "$cfg" install >>"$LOG" 2>&1 || rc=$?
+  "$bin" --config "$cfg" install >>"$LOG" 2>&1 || rc=$?
   if [ "$rc" != 0 ]; then
     say "FATAL: pgduplex install on $db exited with $rc; its output:"
     tail -30 "$LOG" >&2
     exit 1
   fi
   # what the real install created on the measured side
-  psql -X -At -v ON_ERROR_STOP=1 -d "$db" >"$OUT/ddl_pgduplex.sql" <<'EOF'
+  psql -X -At -v ON_ERROR_STOP=1 -d "$db" >"$OUT/ddl_$ddl.sql" <<'EOF'
 SELECT '-- ' || table_schema || '.' || table_name || ': id ' || id || ', apply_role ' || apply_role FROM pgduplex.replicated_table ORDER BY id;
 SELECT pg_get_triggerdef(t.oid) || ';' FROM pg_trigger t WHERE NOT t.tgisinternal ORDER BY t.tgrelid::regclass::text, t.tgname;
 SELECT 'ALTER TABLE ' || t.tgrelid::regclass || ' ENABLE ALWAYS TRIGGER ' || quote_ident(t.tgname) || ';' FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgenabled = 'A' ORDER BY 1;
@@ -206,6 +217,12 @@ SELECT pg_get_functiondef(p.oid) || ';' FROM pg_proc p JOIN pg_namespace n ON n.
 SELECT pg_get_indexdef(i.indexrelid) || ';' FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgduplex' AND c.relname LIKE 'delta\_%' ORDER BY 1;
 EOF
   verify_pgduplex "$db"
+}
+# Another pgduplex binary (an earlier build) installed side by side, for a before/after
+# comparison in one run: PGDUPLEX_PREV_BIN=<binary>, variant pgduplex_prev.
+install_pgduplex_prev() {
+  [ -x "${PGDUPLEX_PREV_BIN:-}" ] || { say "FATAL: variant pgduplex_prev needs PGDUPLEX_PREV_BIN"; exit 1; }
+  install_pgduplex "$1" "$PGDUPLEX_PREV_BIN" pgduplex_prev
 }
 # Capture works (insert, update, key-changing update, delete give 5 delta rows) and the
 # apply path captures nothing; all inside a transaction that is rolled back.
@@ -243,12 +260,15 @@ CAPTURE_FUNCS="FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p JOIN pg_n
 EMPTY_BODY="$CAPTURE_FUNCS EXECUTE format('CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql
   SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L', r.f, 'BEGIN RETURN NULL; END'); END LOOP;"
 NO_SET="$CAPTURE_FUNCS EXECUTE format('ALTER FUNCTION %s RESET search_path', r.f); END LOOP;"
+WITH_SET="$CAPTURE_FUNCS EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', r.f); END LOOP;"
 # same body, same triggers (with transition tables and WHEN), but the function returns at once
 install_pgduplex_empty()      { pgduplex_alter "$1" pgduplex_empty "$EMPTY_BODY"; }
 # the same without the SET search_path clause: empty - emptynoset = cost of the SET clause
 install_pgduplex_emptynoset() { pgduplex_alter "$1" pgduplex_emptynoset "$EMPTY_BODY $NO_SET"; }
 # full body without the SET search_path clause
 install_pgduplex_noset()      { pgduplex_alter "$1" pgduplex_noset "$NO_SET"; }
+# full body with the SET search_path clause (whichever way the install generates it)
+install_pgduplex_set()        { pgduplex_alter "$1" pgduplex_set "$WITH_SET"; }
 # empty function, statement triggers without REFERENCING: empty - emptynotrans = transition tables
 install_pgduplex_emptynotrans() { pgduplex_alter "$1" pgduplex_emptynotrans "$EMPTY_BODY
   FOR r IN SELECT t.tgname, t.tgrelid::regclass AS rel, pg_get_triggerdef(t.oid) AS def FROM pg_trigger t
@@ -335,6 +355,37 @@ pgbench_run() {   # pgbench_run <db> <pgbench options...>  -> "<tps> <server CPU
 }
 measure_pgbench_c1() { pgbench_run "$1" -c 1 -t "$TX_C1"; }
 measure_pgbench_c4() { pgbench_run "$1" -c 4 -j 2 -t "$TX_C4"; }
+# The same tpcb-like transaction with the client waiting RTT_US after each of its 7
+# statements: a model of an application that talks to the server over a network (the
+# server is idle during the wait, as it is during a real round trip). This machine's
+# kernel has no netem, so the latency is the client's; the statements and the server's
+# work are pgbench's built-in tpcb-like ones.
+write_rtt_script() {
+  local f=$WORK/tpcb_rtt.sql s="\\sleep $RTT_US us"
+  cat >"$f" <<EOF
+\set aid random(1, 100000 * :scale)
+\set bid random(1, 1 * :scale)
+\set tid random(1, 10 * :scale)
+\set delta random(-5000, 5000)
+BEGIN;
+$s
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+$s
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+$s
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+$s
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+$s
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+$s
+END;
+$s
+EOF
+  chmod 644 "$f"
+}
+measure_pgbench_c1_rtt() { pgbench_run "$1" -c 1 -t "$TX_C1" -s "$SCALE" -f "$WORK/tpcb_rtt.sql"; }
+measure_pgbench_c4_rtt() { pgbench_run "$1" -c 4 -j 2 -t "$TX_C4" -s "$SCALE" -f "$WORK/tpcb_rtt.sql"; }
 timed() {   # timed <db> <sql>   (stdin passed through, for COPY)
   psqlq "$1" -t -f <(printf '%s\n%s\n%s\n' "$BEGIN_CLOCK" "$2" "$END_CLOCK")
 }
@@ -347,6 +398,13 @@ prep_t() { reset_deltas "$1"; psqlq "$1" -c "TRUNCATE t" -c "CHECKPOINT"; reset_
 measure_bulk_insert() {
   prep_t "$1"
   timed "$1" "INSERT INTO t $T_ROWS;"
+}
+# One UPDATE that changes the key of KEY_ROWS rows (the key trigger's path).
+measure_bulk_keyupdate() {
+  reset_deltas "$1"
+  psqlq "$1" -c "TRUNCATE tk" -c "INSERT INTO tk SELECT g, g FROM generate_series(1, $KEY_ROWS) g" -c "VACUUM ANALYZE tk" -c "CHECKPOINT"
+  reset_deltas "$1"
+  timed "$1" "UPDATE tk SET id = id + 1000000000;"
 }
 measure_apply_insert() {   # pgduplex's apply path: SET LOCAL pgduplex.applying, as the apply role
   prep_t "$1"
@@ -367,6 +425,22 @@ measure_micro_update() {
   # a different row each time: repeated updates of one row in one transaction would make
   # ever longer version chains and measure those instead
   timed "$1" "DO \$\$ BEGIN FOR i IN 1..$MICRO_N LOOP UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = i; END LOOP; END \$\$;"
+}
+# tpcb-like transactions in one backend, each committed: the server's work of pgbench -c 1
+# (the same 3 UPDATEs and 1 INSERT, rows spread like pgbench's) without the client, the
+# protocol and the parsing, so that the triggers' share is measured with less noise.
+measure_micro_tpcb() {
+  reset_deltas "$1"
+  psqlq "$1" -c "VACUUM pgbench_accounts, pgbench_tellers, pgbench_branches" -c "TRUNCATE pgbench_history"
+  reset_deltas "$1"
+  timed "$1" "DO \$\$ DECLARE a int; t int; b int; BEGIN FOR i IN 1..$MICRO_N LOOP
+  a := 1 + (i * 7919) % (100000 * $SCALE); t := 1 + (i * 13) % (10 * $SCALE); b := 1 + i % $SCALE;
+  UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = a;
+  UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid = t;
+  UPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = b;
+  INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (t, b, a, 1, now());
+  COMMIT;
+END LOOP; END \$\$;"
 }
 measure_micro_insert() {
   reset_deltas "$1"
@@ -391,7 +465,7 @@ run_test() {   # run_test <test> <rounds> <variants...>
   local test=$1 rounds=$2; shift 2
   local vs=("$@") k=${#@} r i v val
   say "test $test: $rounds rounds, variants: ${vs[*]}"
-  case $test in pgbench_*|bulk_update|micro_*)   # warm-up: once per database, recorded as round 0
+  case $test in pgbench_*|bulk_update|bulk_keyupdate|micro_*)   # warm-up: once per database, recorded as round 0
     if [ "$WARMUP" = 1 ]; then
       for v in none "${vs[@]}"; do record "$test" 0 0 "$v" "$("measure_$test" "bench_$v")"; done
       say "  warm-up done"
@@ -414,7 +488,7 @@ run_test() {   # run_test <test> <rounds> <variants...>
 {
   echo "# trigger_overhead run $(date -Is)"
   echo "nproc=$(nproc) mem=$(free -g | awk '/Mem:/{print $2}')GB"
-  echo "SCALE=$SCALE ROUNDS=$ROUNDS TX_C1=$TX_C1 TX_C4=$TX_C4 BULK_ROWS=$BULK_ROWS BULK_ROUNDS=$BULK_ROUNDS MICRO_N=$MICRO_N PAD=$PAD WARMUP=$WARMUP FSYNC=$FSYNC QUICK=$QUICK"
+  echo "SCALE=$SCALE ROUNDS=$ROUNDS TX_C1=$TX_C1 TX_C4=$TX_C4 BULK_ROWS=$BULK_ROWS BULK_ROUNDS=$BULK_ROUNDS MICRO_N=$MICRO_N KEY_ROWS=$KEY_ROWS RTT_US=$RTT_US PAD=$PAD WARMUP=$WARMUP FSYNC=$FSYNC QUICK=$QUICK"
 } >"$OUT/params.txt"
 echo "test,round,seq,variant,value" >"$RAW"
 ALL_VARIANTS=$(echo none $PGB_VARIANTS $BULK_VARIANTS $APPLY_VARIANTS | tr ' ' '\n' | awk '!s[$0]++' | tr '\n' ' ')
@@ -422,10 +496,13 @@ case " $ALL_VARIANTS" in *" pgduplex"*)
   build_pgduplex
   echo "pgduplex=$PGDUPLEX_BIN ($("$PGDUPLEX_BIN" --version 2>&1)) commit=$(git -C "$REPO" rev-parse --short HEAD) uncommitted:[$(git -C "$REPO" diff --name-only HEAD -- crates sql 2>/dev/null | tr '\n' ' ')]" >>"$OUT/params.txt" ;;
 esac
+[ -z "${PGDUPLEX_PREV_BIN:-}" ] || echo "pgduplex_prev=$PGDUPLEX_PREV_BIN, built $(date -r "$PGDUPLEX_PREV_BIN" -Is)" >>"$OUT/params.txt"
+[ -z "${NOTE:-}" ] || echo "note: $NOTE" >>"$OUT/params.txt"
 echo "variants: pgbench=[$PGB_VARIANTS] bulk=[$BULK_VARIANTS] apply=[$APPLY_VARIANTS] tests=[$TESTS]" >>"$OUT/params.txt"
 start_server
 say "building template (scale $SCALE)"
 make_template
+write_rtt_script
 for v in $ALL_VARIANTS; do
   createdb -T bench_tpl "bench_$v"
   say "install capture: $v"

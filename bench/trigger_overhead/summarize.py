@@ -104,7 +104,9 @@ def main(paths):
 
 PAIRS = ["pgduplex:bucardo", "pgduplex:row", "pgduplex:stmt", "pgduplex_empty:pgduplex_emptynotrans",
          "pgduplex_emptynoset:pgduplex_empty", "pgduplex_noset:pgduplex", "pgduplex_nopk:pgduplex",
-         "pgduplex_empty:pgduplex", "pgduplex_updnojoin:pgduplex", "pgduplex_nowhen:pgduplex"]
+         "pgduplex_empty:pgduplex", "pgduplex_updnojoin:pgduplex", "pgduplex_nowhen:pgduplex",
+         "pgduplex_noset:bucardo", "pgduplex_set:bucardo", "pgduplex_set:pgduplex",
+         "pgduplex:pgduplex_prev", "pgduplex_prev:bucardo"]
 
 
 if __name__ == "__main__":

@@ -168,9 +168,11 @@ async fn key_changing_update_records_old_and_new_key() {
     left.batch_execute("UPDATE app.t SET id = 10 WHERE id = 1")
         .await
         .unwrap();
+    // The new key is recorded as 'U' by the UPDATE's statement trigger, the old
+    // key as 'D' by the row trigger on the key columns.
     assert_eq!(
         sorted(deltas(&left, "app", "t").await),
-        sorted(vec![d("D", json!({"id": 1})), d("I", json!({"id": 10}))])
+        sorted(vec![d("D", json!({"id": 1})), d("U", json!({"id": 10}))])
     );
 
     // A key change and a value change in one statement, over several rows.
@@ -180,16 +182,15 @@ async fn key_changing_update_records_old_and_new_key() {
         .unwrap();
     let mut got = deltas(&left, "app", "t").await;
     assert_eq!(got.len(), 4, "{got:?}");
-    // Statement-level capture matches old and new keys as sets: every old key
-    // is recorded as deleted and every new key as inserted, in no set order.
+    // Every old key is recorded as deleted and every new key as updated.
     got.sort_by_key(|x| (x.op.clone(), x.key["id"].as_i64()));
     assert_eq!(
         got,
         vec![
             d("D", json!({"id": 2})),
             d("D", json!({"id": 3})),
-            d("I", json!({"id": 102})),
-            d("I", json!({"id": 103})),
+            d("U", json!({"id": 102})),
+            d("U", json!({"id": 103})),
         ]
     );
 }
@@ -669,7 +670,7 @@ async fn no_echo_only_for_the_apply_role() {
             d("I", json!({"id": 7})),
             d("U", json!({"id": 7})),
             d("D", json!({"id": 7})),
-            d("I", json!({"id": 70})),
+            d("U", json!({"id": 70})),
             d("D", json!({"id": 70})),
         ])
     );
@@ -714,7 +715,7 @@ async fn no_echo_only_for_the_apply_role() {
             d("I", json!({"id": 10})),
             d("U", json!({"id": 9})),
             d("D", json!({"id": 10})),
-            d("I", json!({"id": 100})),
+            d("U", json!({"id": 100})),
             d("D", json!({"id": 9})),
         ])
     );
@@ -773,7 +774,7 @@ async fn application_role_needs_no_rights_on_schema_pgduplex() {
             d("I", json!({"id": 2})),
             d("U", json!({"id": 1})),
             d("D", json!({"id": 2})),
-            d("I", json!({"id": 3})),
+            d("U", json!({"id": 3})),
             d("D", json!({"id": 1})),
         ])
     );
@@ -854,7 +855,7 @@ async fn key_types_are_recorded_with_their_values() {
             d("I", json!({"seq": 2, "op": "I", "txid": 8})),
             d("U", json!({"seq": 1, "op": "D", "txid": 7})),
             d("D", json!({"seq": 2, "op": "I", "txid": 8})),
-            d("I", json!({"seq": 2, "op": "U", "txid": 8})),
+            d("U", json!({"seq": 2, "op": "U", "txid": 8})),
             d("D", json!({"seq": 1, "op": "D", "txid": 7})),
         ])
     );
@@ -866,9 +867,9 @@ async fn key_types_are_recorded_with_their_values() {
             d("I", json!({"a": 2, "b": "it's \"q\""})),
             d("U", json!({"a": 1, "b": "y"})),
             d("D", json!({"a": 1, "b": "x"})),
-            d("I", json!({"a": 1, "b": "z"})),
+            d("U", json!({"a": 1, "b": "z"})),
             d("D", json!({"a": 2, "b": "it's \"q\""})),
-            d("I", json!({"a": 3, "b": "it's \"q\""})),
+            d("U", json!({"a": 3, "b": "it's \"q\""})),
             d("D", json!({"a": 1, "b": "y"})),
         ])
     );
@@ -882,7 +883,7 @@ async fn key_types_are_recorded_with_their_values() {
             d("I", json!({"k": ""})),
             d("U", json!({"k": " spaced "})),
             d("D", json!({"k": "plain"})),
-            d("I", json!({"k": "renamed"})),
+            d("U", json!({"k": "renamed"})),
             d("D", json!({"k": "Ünïcødé ✓"})),
         ])
     );
@@ -893,7 +894,7 @@ async fn key_types_are_recorded_with_their_values() {
             d("I", json!({"u": "00000000-0000-0000-0000-000000000000"})),
             d("U", json!({"u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"})),
             d("D", json!({"u": "00000000-0000-0000-0000-000000000000"})),
-            d("I", json!({"u": "ffffffff-ffff-ffff-ffff-ffffffffffff"})),
+            d("U", json!({"u": "ffffffff-ffff-ffff-ffff-ffffffffffff"})),
             d("D", json!({"u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"})),
         ])
     );
@@ -905,7 +906,7 @@ async fn key_types_are_recorded_with_their_values() {
             d("I", json!({"id": 9007199254740993i64})),
             d("U", json!({"id": 9007199254740993i64})),
             d("D", json!({"id": -9223372036854775808i64})),
-            d("I", json!({"id": 0})),
+            d("U", json!({"id": 0})),
             d("D", json!({"id": 9223372036854775807i64})),
         ])
     );
@@ -1005,4 +1006,233 @@ async fn upsert_merge_cte_and_cascades_are_captured() {
         sorted(deltas(&left, "app", "ch").await),
         sorted(vec![d("D", json!({"id": 10})), d("D", json!({"id": 11}))])
     );
+}
+
+/// The old key of a key-changing UPDATE comes from a row trigger on the key columns
+/// (`AFTER UPDATE OF`), which fires whenever a key column is assigned: assigned to
+/// the value it had, nothing extra is recorded; keys swapped within one statement,
+/// both old keys are recorded as deleted and both new ones as updated (the apply
+/// reads the current row of each); a generated key column changes when the column
+/// it is computed from is assigned; an upsert that assigns the key, and the apply
+/// role's own key changes, behave like any UPDATE.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_trigger_fires_only_for_changed_keys() {
+    let pair = TestPair::new().await;
+    let left = install_with(
+        &pair,
+        "CREATE SCHEMA app;
+         CREATE TABLE app.s (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text);
+         CREATE TABLE app.g (a int NOT NULL, id int GENERATED ALWAYS AS (a * 2) STORED PRIMARY KEY, v text);
+         CREATE TABLE app.c (k1 text, k2 int, v text, PRIMARY KEY (k1, k2));",
+    )
+    .await;
+    left.batch_execute(
+        "INSERT INTO app.s VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         INSERT INTO app.g (a, v) VALUES (1, 'x'), (2, 'y');
+         INSERT INTO app.c VALUES ('a', 1, 'p'), ('b', 2, 'q');",
+    )
+    .await
+    .unwrap();
+    clear_deltas(&left).await;
+
+    left.batch_execute(
+        "UPDATE app.s SET id = id, v = v || '!';
+         UPDATE app.s SET id = 3 - id WHERE id IN (1, 2);",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(deltas(&left, "app", "s").await),
+        sorted(vec![
+            d("U", json!({"id": 1})),
+            d("U", json!({"id": 2})),
+            d("U", json!({"id": 3})),
+            d("D", json!({"id": 1})),
+            d("D", json!({"id": 2})),
+            d("U", json!({"id": 1})),
+            d("U", json!({"id": 2})),
+        ])
+    );
+
+    clear_deltas(&left).await;
+    left.batch_execute(
+        "UPDATE app.g SET v = 'xx' WHERE a = 1;
+         UPDATE app.g SET a = 5 WHERE a = 2;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(deltas(&left, "app", "g").await),
+        sorted(vec![
+            d("U", json!({"id": 2})),
+            d("D", json!({"id": 4})),
+            d("U", json!({"id": 10})),
+        ])
+    );
+
+    // Composite key: one of its columns changes, the other is assigned unchanged;
+    // an upsert assigning the key to the same value.
+    clear_deltas(&left).await;
+    left.batch_execute(
+        "UPDATE app.c SET k1 = k1, k2 = 20 WHERE k1 = 'b';
+         INSERT INTO app.c VALUES ('a', 1, 'pp') ON CONFLICT (k1, k2) DO UPDATE SET k1 = excluded.k1, v = excluded.v;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(deltas(&left, "app", "c").await),
+        sorted(vec![
+            d("D", json!({"k1": "b", "k2": 2})),
+            d("U", json!({"k1": "b", "k2": 20})),
+            d("U", json!({"k1": "a", "k2": 1})),
+        ])
+    );
+
+    // The apply role's own key change in an apply transaction: nothing.
+    clear_deltas(&left).await;
+    left.batch_execute(
+        "BEGIN; SET LOCAL pgduplex.applying = 'on'; UPDATE app.s SET id = 30 WHERE id = 3; COMMIT;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(everything_captured(&left).await, 0);
+}
+
+/// The capture functions run with their owner's rights (`SECURITY DEFINER`), so an
+/// application role must not be able to make them run code of its own. They carry
+/// `SET search_path = pg_catalog, pg_temp` (checked here on the installed functions),
+/// and every name in their bodies is schema-qualified as well (defence in depth; the
+/// unit test `capture_bodies_do_not_depend_on_the_search_path` checks the bodies).
+/// The role here puts its own schema and `pg_temp` first on its path, with an `=`
+/// operator and functions named like the built-ins the body uses, a type named
+/// `text`, and temp tables named like the transition and delta tables; every write
+/// is still captured into pgduplex's delta table, and none of its objects runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn capture_is_immune_to_the_callers_search_path() {
+    let pair = TestPair::new().await;
+    let app = unique_name("app");
+    pair.left.create_role(&app, "app pw", "").await.unwrap();
+    let left = install_with(
+        &pair,
+        "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, v text);
+         CREATE TABLE app.p (id int, d int, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+         CREATE TABLE app.p1 PARTITION OF app.p FOR VALUES FROM (0) TO (100);",
+    )
+    .await;
+    // Every SECURITY DEFINER function of pgduplex fixes its search path.
+    let secdef: Vec<(String, Option<Vec<String>>)> = left
+        .query(
+            "SELECT p.proname::text, p.proconfig FROM pg_catalog.pg_proc p
+               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'pgduplex' AND p.prosecdef ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        secdef.len(),
+        3,
+        "two capture functions and capture_truncate: {secdef:?}"
+    );
+    for (name, config) in &secdef {
+        assert_eq!(
+            config.as_deref(),
+            Some(&["search_path=pg_catalog, pg_temp".to_string()][..]),
+            "{name}"
+        );
+    }
+    let delta = delta_table(&left, "app", "t").await;
+    let delta_name = delta.trim_start_matches("pgduplex.").to_string();
+    pair.left
+        .execute(&format!(
+            "GRANT USAGE ON SCHEMA app TO {r}; GRANT SELECT, INSERT, UPDATE, DELETE ON app.t, app.p TO {r};
+             CREATE SCHEMA evil AUTHORIZATION {r};",
+            r = quote_ident(&app)
+        ))
+        .await
+        .unwrap();
+    let client = pair.left.client_as(&app, "app pw").await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION evil.hijacked_text(a text, b text) RETURNS boolean LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'hijacked: text = text as %', current_user; END$$;
+             CREATE FUNCTION evil.hijacked_name(a name, b name) RETURNS boolean LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'hijacked: name = name as %', current_user; END$$;
+             CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.hijacked_text);
+             CREATE OPERATOR evil.= (LEFTARG = name, RIGHTARG = name, FUNCTION = evil.hijacked_name);
+             CREATE FUNCTION evil.current_setting(text, boolean) RETURNS text LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'hijacked: current_setting as %', current_user; END$$;
+             CREATE FUNCTION evil.nextval(regclass) RETURNS bigint LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'hijacked: nextval as %', current_user; END$$;
+             CREATE FUNCTION evil.txid_current() RETURNS bigint LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'hijacked: txid_current as %', current_user; END$$;
+             CREATE DOMAIN evil.text AS int CHECK (VALUE > 0);
+             CREATE DOMAIN evil.name AS int CHECK (VALUE > 0);
+             CREATE TEMP TABLE pgduplex_new (id int, v text);
+             CREATE TEMP TABLE pgduplex_old (id int, v text);
+             CREATE TEMP TABLE {delta_name} (op \"char\", k1 int);
+             SET search_path = pg_temp, evil, pg_catalog, app;",
+            delta_name = quote_ident(&delta_name),
+        ))
+        .await
+        .unwrap();
+    // The trap works: an unqualified `=` on text in this session is the role's.
+    let err = client
+        .query_one("SELECT 'a'::pg_catalog.text = 'b'::pg_catalog.text", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("hijacked") || format!("{err:?}").contains("hijacked"),
+        "{err:?}"
+    );
+
+    client
+        .batch_execute(
+            "INSERT INTO t VALUES (1, 'one'), (2, 'two');
+             UPDATE t SET v = 'uno' WHERE id = 1;
+             UPDATE t SET id = 3 WHERE id = 2;
+             UPDATE t SET id = id WHERE id = 3;
+             DELETE FROM t WHERE id = 1;
+             INSERT INTO p VALUES (1, 1, 'a');
+             UPDATE p SET v = 'b';
+             UPDATE p SET id = 2;
+             DELETE FROM p;",
+        )
+        .await
+        .unwrap();
+    // Partitioned tables are captured by a row trigger, with a function of its own kind.
+    assert_eq!(
+        sorted(deltas(&left, "app", "p").await),
+        sorted(vec![
+            d("I", json!({"id": 1, "d": 1})),
+            d("U", json!({"id": 1, "d": 1})),
+            d("D", json!({"id": 1, "d": 1})),
+            d("I", json!({"id": 2, "d": 1})),
+            d("D", json!({"id": 2, "d": 1})),
+        ])
+    );
+    assert_eq!(
+        sorted(deltas(&left, "app", "t").await),
+        sorted(vec![
+            d("I", json!({"id": 1})),
+            d("I", json!({"id": 2})),
+            d("U", json!({"id": 1})),
+            d("D", json!({"id": 2})),
+            d("U", json!({"id": 3})),
+            d("U", json!({"id": 3})),
+            d("D", json!({"id": 1})),
+        ])
+    );
+    let own: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM pg_temp.{}", quote_ident(&delta_name)),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(own, 0, "the role's temp table received deltas");
 }

@@ -152,6 +152,7 @@ async fn odd_identifiers_work_in_every_command() {
         for trg in [
             "pgduplex_capture_delete",
             "pgduplex_capture_insert",
+            "pgduplex_capture_key",
             "pgduplex_capture_update",
         ] {
             want_triggers.push(format!("{} {trg} A", plain(t)));
@@ -189,7 +190,7 @@ async fn odd_identifiers_work_in_every_command() {
             d("I", json!({"Key Col": 3})),
             d("U", json!({"Key Col": 1})),
             d("D", json!({"Key Col": 2})),
-            d("I", json!({"Key Col": 20})),
+            d("U", json!({"Key Col": 20})),
             d("D", json!({"Key Col": 3})),
         ])
     );
@@ -199,7 +200,7 @@ async fn odd_identifiers_work_in_every_command() {
             d("I", json!({"Key Col": "b.c", "Kind": "small's"})),
             d("U", json!({"Key Col": "A \"1\"", "Kind": "Big One"})),
             d("D", json!({"Key Col": "b.c", "Kind": "small's"})),
-            d("I", json!({"Key Col": "b.c", "Kind": "Big One"})),
+            d("U", json!({"Key Col": "b.c", "Kind": "Big One"})),
             d("D", json!({"Key Col": "A \"1\"", "Kind": "Big One"})),
         ])
     );
@@ -307,6 +308,7 @@ async fn table_selection_regexes_match_odd_names() {
     let want_triggers = vec![
         format!("{} pgduplex_capture_delete A", plain(ORDER_ITEMS)),
         format!("{} pgduplex_capture_insert A", plain(ORDER_ITEMS)),
+        format!("{} pgduplex_capture_key A", plain(ORDER_ITEMS)),
         format!("{} pgduplex_capture_update A", plain(ORDER_ITEMS)),
         format!("{} pgduplex_truncate A", plain(ORDER_ITEMS)),
     ];

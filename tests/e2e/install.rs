@@ -404,6 +404,108 @@ async fn key_columns_named_like_bookkeeping_columns() {
     let key = |op: &str| serde_json::json!({"seq": 1, "op": op, "txid": 2, "k1": "y", "captured_at": "2026-01-01"});
     assert_eq!(
         sorted(deltas(&l, "public", "clash").await),
-        sorted(vec![d("I", key("x")), d("D", key("x")), d("I", key("z"))])
+        sorted(vec![d("I", key("x")), d("D", key("x")), d("U", key("z"))])
     );
+}
+
+/// An install made by the previous pgduplex (capture version 2: the UPDATE trigger
+/// with both transition tables and no key trigger; its capture function had the same
+/// `SET search_path` as now) is brought up to date by the next `install`, keeping the
+/// changes still pending in its delta table; `uninstall` then removes the new objects
+/// too.
+#[tokio::test(flavor = "multi_thread")]
+async fn install_upgrades_a_version_2_capture_and_keeps_pending_changes() {
+    let pair = pair_with_schema().await;
+    let cfg = ConfigFile::for_pair(&pair, "");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let l = pair.left.client().await.unwrap();
+    let id: i32 = l
+        .query_one(
+            "SELECT id FROM pgduplex.replicated_table WHERE table_name = 'plain'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Turn the capture of `plain` back into what version 2 installed.
+    l.batch_execute(&format!(
+        "DROP TRIGGER pgduplex_capture_key ON plain;
+         DROP TRIGGER pgduplex_capture_update ON plain;
+         CREATE TRIGGER pgduplex_capture_update AFTER UPDATE ON plain
+           REFERENCING OLD TABLE AS pgduplex_old NEW TABLE AS pgduplex_new FOR EACH STATEMENT
+           EXECUTE FUNCTION pgduplex.capture_{id}();
+         ALTER TABLE plain ENABLE ALWAYS TRIGGER pgduplex_capture_update;
+         UPDATE pgduplex.replicated_table SET definition_hash = 'from version 2' WHERE id = {id};
+         INSERT INTO plain VALUES ('pending', 1);"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(deltas(&l, "public", "plain").await),
+        sorted(vec![d("I", serde_json::json!({"k": "pending"}))])
+    );
+
+    let run = pgduplex_async(&cfg.path, &["install"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("left: capture installed on 1 table(s), 2 already current"),
+        "{}",
+        run.all()
+    );
+    let trg: Vec<String> = l
+        .query(
+            "SELECT tgname::text || ' ' || tgenabled::text FROM pg_trigger \
+              WHERE tgrelid = 'plain'::regclass AND tgname LIKE 'pgduplex%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        trg,
+        vec![
+            "pgduplex_capture_delete A",
+            "pgduplex_capture_insert A",
+            "pgduplex_capture_key A",
+            "pgduplex_capture_update A",
+            "pgduplex_truncate A"
+        ]
+    );
+    let (config, update_def): (Option<Vec<String>>, String) = l
+        .query_one(
+            &format!(
+                "SELECT (SELECT proconfig FROM pg_proc WHERE oid = 'pgduplex.capture_{id}()'::regprocedure), \
+                        (SELECT pg_get_triggerdef(oid) FROM pg_trigger \
+                          WHERE tgrelid = 'plain'::regclass AND tgname = 'pgduplex_capture_update')"
+            ),
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        config,
+        Some(vec!["search_path=pg_catalog, pg_temp".to_string()])
+    );
+    assert!(!update_def.contains("OLD TABLE"), "{update_def}");
+    // The pending change survived, and the new capture records a key change.
+    l.batch_execute("UPDATE plain SET k = 'moved' WHERE k = 'pending'")
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(deltas(&l, "public", "plain").await),
+        sorted(vec![
+            d("I", serde_json::json!({"k": "pending"})),
+            d("D", serde_json::json!({"k": "pending"})),
+            d("U", serde_json::json!({"k": "moved"})),
+        ])
+    );
+
+    pgduplex_async(&cfg.path, &["uninstall"])
+        .await
+        .assert_code(0);
+    assert_eq!(pgduplex_objects(&l).await, Vec::<String>::new());
 }
