@@ -16,10 +16,12 @@
 # them until `teardown`):
 #   bench/replicate/run.sh setup
 #   ROUNDS=3 BACKLOGS="20000 100000" bench/replicate/run.sh catchup
+#     (TOOLS="pgduplex" for the daemon alone, BIN_TAG=name to label the binary's rows, BATCH_ROWS=n)
 #   PROFILE_TX=20000 bench/replicate/run.sh profile   # statement time of one drain (not a figure of record)
 #   bench/replicate/run.sh lag
 #   bench/replicate/run.sh bigdrain
 #   SOAK_MIN=60 bench/replicate/run.sh soak
+#   PGDX_BIN=path/to/pgduplex bench/replicate/run.sh usebin   # swap the daemon binary between phases
 #   bench/replicate/run.sh teardown
 #   bench/replicate/run.sh all            # setup, catchup, lag, bigdrain, soak, teardown
 # Output: $OUT (default bench/replicate/out/<timestamp>; kept in $WORK/out_dir across phases).
@@ -138,7 +140,7 @@ setup() {
     say "building pgduplex (release) into $CARGO_TARGET_DIR"
     (cd "$REPO" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p pgduplex) >>"$OUT/run.log" 2>&1
   fi
-  cp "$CARGO_TARGET_DIR/release/pgduplex" "$BIN"
+  cp "${PGDX_BIN:-$CARGO_TARGET_DIR/release/pgduplex}" "$BIN"
   {
     echo "# replicate benchmark, setup $(date -Is)"
     echo "machine: nproc=$(nproc) $(grep MemTotal /proc/meminfo | tr -s ' ') kernel=$(uname -r)"
@@ -154,6 +156,11 @@ setup() {
   "$BIN" --config "$(cfg dx)" install >>"$OUT/run.log" 2>&1 || { say "FATAL: pgduplex install failed"; exit 1; }
   install_bucardo
   say "setup done (pgduplex installed on dx, Bucardo sync_bc on bc, Bucardo stopped)"
+}
+usebin() {   # the daemon binary for the following phases (the servers and data stay)
+  cp "${PGDX_BIN:?set PGDX_BIN}" "$BIN"
+  echo "usebin $(date -Is): $PGDX_BIN sha256=$(sha256sum "$BIN" | cut -c1-16) $("$BIN" --version)" >>"$OUT/params.txt"
+  say "daemon binary now $PGDX_BIN ($(sha256sum "$BIN" | cut -c1-16))"
 }
 teardown() {
   bucardo_stop 2>/dev/null || true
@@ -263,18 +270,20 @@ bucardo_drain() {   # bucardo_drain <label>
 # ---------------------------------------------------------------- (a)+(c) catch-up
 catchup() {
   local f=$OUT/catchup.csv cdx; cdx=$(cfg dx)
-  [ -f "$f" ] || echo "round,tool,backlog_tx,build_tps,delta_rows,changed_rows,wall_s,apply_s,rows_per_s_wall,rows_per_s_apply,user_s,sys_s,peak_rss_kb,rc,converged,load,bucardo_stale_deltas" >"$f"
+  [ -f "$f" ] || echo "round,tool,backlog_tx,build_tps,delta_rows,changed_rows,wall_s,apply_s,rows_per_s_wall,rows_per_s_apply,user_s,sys_s,peak_rss_kb,rc,converged,load,bucardo_stale_deltas,bin" >"$f"
   local r tx tool order
   for ((r = ROUND_BASE + 1; r <= ROUND_BASE + ROUNDS; r++)); do
     for tx in $BACKLOGS; do
-      if (( r % 2 )); then order="pgduplex bucardo"; else order="bucardo pgduplex"; fi
+      if (( r % 2 )); then order=${TOOLS:-"pgduplex bucardo"}; else order=$(echo ${TOOLS:-"pgduplex bucardo"} | tr ' ' '\n' | tac | tr '\n' ' '); fi
       for tool in $order; do
-        local label="catchup_r${r}_${tx}_${tool}" db tps nd
+        local label="catchup_r${r}_${tx}_${tool}${BIN_TAG:+_$BIN_TAG}" db tps nd
         case $tool in pgduplex) db=dx ;; bucardo) db=bc ;; esac
         # Bucardo keeps applied deltas (and their track rows) until its VAC process purges
         # them, which it never does here (it is stopped between drains): purge them now,
         # outside the timing, so that each Bucardo drain starts clean like pgduplex's.
-        local stale=0; [ "$tool" = bucardo ] && stale=$(bucardo_purge)
+        # bucardo_stale_deltas: Bucardo delta rows left when the drain starts, not from this backlog
+        # (0 since the purge; the purged count goes to run.log).
+        local stale=0; if [ "$tool" = bucardo ]; then say "bucardo: purged $(bucardo_purge) applied delta rows"; stale=$(pending bucardo); fi
         # delta rows the backlog added
         local n0; n0=$(pending "$tool")
         tps=$(build_backlog "$db" "$tx")
@@ -287,7 +296,7 @@ catchup() {
           out=$(bucardo_drain "$label"); read -r wall ap mr rc <<<"$out"; us=NA; sy=NA
         fi
         local ch=$((tx * 4)) cv; cv=$(converged "$db")
-        echo "$r,$tool,$tx,$tps,$nd,$ch,$wall,$ap,$(awk -v c=$ch -v w="$wall" 'BEGIN{printf "%.0f", c / w}'),$(awk -v c=$ch -v w="$ap" 'BEGIN{if (w + 0 > 0) printf "%.0f", c / w; else print "NA"}'),$us,$sy,$mr,$rc,$cv,$(load),$stale" >>"$f"
+        echo "$r,$tool,$tx,$tps,$nd,$ch,$wall,$ap,$(awk -v c=$ch -v w="$wall" 'BEGIN{printf "%.0f", c / w}'),$(awk -v c=$ch -v w="$ap" 'BEGIN{if (w + 0 > 0) printf "%.0f", c / w; else print "NA"}'),$us,$sy,$mr,$rc,$cv,$(load),$stale,$([ "$tool" = pgduplex ] && echo "${BIN_TAG:-}")" >>"$f"
         say "catchup r$r $tool $tx tx: build $tps tps, $nd delta rows, drain wall ${wall}s apply ${ap}s, rss ${mr} kB, rc $rc, converged $cv (load $(load))"
       done
     done
@@ -465,7 +474,8 @@ case ${1:-all} in
   bigdrain) bigdrain ;;
   soak) soak ;;
   profile) profile ;;
+  usebin) usebin ;;
   teardown) teardown ;;
   all) setup; catchup; lag; bigdrain; soak; teardown ;;
-  *) echo "usage: $0 setup|catchup|lag|bigdrain|soak|teardown|all" >&2; exit 2 ;;
+  *) echo "usage: $0 setup|catchup|profile|lag|bigdrain|soak|usebin|teardown|all" >&2; exit 2 ;;
 esac

@@ -44,13 +44,18 @@ def pct(v, p):
 
 out = []
 c = rows("catchup.csv")
+for r in c:
+    # runs of several daemon binaries in one session (run.sh usebin + BIN_TAG): one "tool" each
+    if r["tool"] == "pgduplex" and r.get("bin"):
+        r["tool"] = f"pgduplex@{r['bin']}"
+pg_tools = sorted({r["tool"] for r in c if r["tool"] != "bucardo"})
 if c:
     out.append("## (a) Catch-up: drain of a pgbench backlog built on left (changed rows = 4 x transactions)\n")
     out.append("| backlog (tx) | changed rows | tool | n | drain wall s | changed rows/s (wall) | rows/s (apply phase) | daemon CPU s (user+sys) | peak RSS MiB | converged |")
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     sizes = sorted({int(r["backlog_tx"]) for r in c})
     for tx in sizes:
-        for tool in ("pgduplex", "bucardo"):
+        for tool in pg_tools + ["bucardo"]:
             g = [r for r in c if int(r["backlog_tx"]) == tx and r["tool"] == tool]
             if not g:
                 continue
@@ -63,12 +68,12 @@ if c:
             )
     for col, what in (("rows_per_s_wall", "end to end (wall)"), ("rows_per_s_apply", "apply phase only")):
         out.append(f"\nRatio pgduplex / Bucardo, changed rows/s {what}, paired by round (rounds whose Bucardo started with stale bookkeeping marked *):\n")
-        out.append("| backlog (tx) | ratios per round | median, all rounds | median, clean rounds |")
-        out.append("|---|---|---|---|")
-        for tx in sizes:
+        out.append("| pgduplex | backlog (tx) | ratios per round | median, all rounds | median, clean rounds |")
+        out.append("|---|---|---|---|---|")
+        for tool, tx in [(t, x) for t in pg_tools for x in sizes]:
             rs, clean, cells = [], [], []
             for r in sorted({x["round"] for x in c}, key=int):
-                p = [num(x[col]) for x in c if x["round"] == r and int(x["backlog_tx"]) == tx and x["tool"] == "pgduplex"]
+                p = [num(x[col]) for x in c if x["round"] == r and int(x["backlog_tx"]) == tx and x["tool"] == tool]
                 bb = [x for x in c if x["round"] == r and int(x["backlog_tx"]) == tx and x["tool"] == "bucardo"]
                 b = [num(x[col]) for x in bb]
                 if p and b and p[0] and b[0]:
@@ -78,11 +83,11 @@ if c:
                         clean.append(p[0] / b[0])
                     cells.append(f"r{r} {p[0] / b[0]:.2f}{'*' if stale else ''}")
             if rs:
-                out.append(f"| {tx:,} | {' '.join(cells)} | **{st.median(rs):.2f}** | **{st.median(clean):.2f}** |" if clean else f"| {tx:,} | {' '.join(cells)} | **{st.median(rs):.2f}** | — |")
+                out.append(f"| {tool} | {tx:,} | {' '.join(cells)} | **{st.median(rs):.2f}** | **{st.median(clean):.2f}** |" if clean else f"| {tool} | {tx:,} | {' '.join(cells)} | **{st.median(rs):.2f}** | — |")
     out.append("\nLinearity: drain time per changed row (µs, wall; median over rounds):\n")
     out.append("| tool | " + " | ".join(f"{tx:,} tx" for tx in sizes) + " |")
     out.append("|---|" + "---|" * len(sizes))
-    for tool in ("pgduplex", "bucardo"):
+    for tool in pg_tools + ["bucardo"]:
         cells = []
         for tx in sizes:
             v = [num(r["wall_s"]) * 1e6 / (tx * 4) for r in c if int(r["backlog_tx"]) == tx and r["tool"] == tool]

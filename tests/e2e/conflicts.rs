@@ -607,10 +607,11 @@ async fn truncate_against_pending_row_changes() {
 // ---------------------------------------------------------------------------
 
 /// Right updates row 1 and holds it (not committed yet) while left updates it
-/// too: the daemon's read on right does not see right's change, its apply waits
-/// for the row, right commits, and the apply finds right's change before it
-/// writes. Under left_wins left's row is written, and the conflict is logged on
-/// both sides with both rows.
+/// too: the daemon's read on right does not see right's change, its write (the
+/// upsert) waits for the row, right commits, and the apply finds right's change
+/// after its writes, undoes them and decides the key by policy. Under left_wins
+/// left's row is written, and the conflict is logged on both sides with both
+/// rows.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_committed_on_the_target_during_the_apply_is_a_conflict_logged_on_both_sides() {
     let (pair, cfg) = agreeing_pair(SCHEMA, INITIAL, &policy_config("left_wins")).await;
@@ -631,7 +632,7 @@ async fn a_change_committed_on_the_target_during_the_apply_is_a_conflict_logged_
     wait_for(30, "the apply waiting for row 1", || async {
         r.query_one(
             "select count(*) from pg_stat_activity where datname = current_database() \
-               and wait_event_type = 'Lock' and query like '%FOR UPDATE%'",
+               and wait_event_type = 'Lock' and query like '%ON CONFLICT%'",
             &[],
         )
         .await

@@ -363,3 +363,107 @@ async fn status_shows_install_pending_daemon_conflicts_and_copy() {
     assert_eq!(st["sides"][1]["initial_copy"]["rows_copied"], 50, "{st}");
     assert!(daemon.terminate().success());
 }
+
+/// A backlog of many batches in one direction: each batch's successor is read
+/// ahead on the source while it is applied (the batch's source deltas deleted
+/// in that read's transaction). The daemon is aborted at each fail point in
+/// turn, then the other side writes some of the same keys during the drain
+/// (late conflicts, reads ahead thrown away). Everything converges, nothing is
+/// left pending, no ledger row is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_drained_in_small_batches_read_ahead_while_the_other_side_writes() {
+    let pair = pair_with_schema().await;
+    let cfg = ConfigFile::for_pair(
+        &pair,
+        "[replication]\nbatch_rows = 7\npoll_interval_ms = 20\n",
+    );
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    pair.left
+        .execute(
+            "insert into parent select g, 'p' || g from generate_series(1, 200) g;
+             insert into child select g, (g % 200) + 1, pg_catalog.jsonb_build_object('g', g)
+               from generate_series(1, 300) g;
+             update parent set name = name || '!' where id % 3 = 0;
+             delete from child where id % 7 = 0;
+             insert into \"Mixed Case\" select 'k' || g, g from generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let run = |extra_env: Option<(&'static str, &'static str)>| {
+        let path = cfg.path.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("daemon.log");
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"));
+            cmd.arg("--config")
+                .arg(&path)
+                .args(["replicate", "--until-idle"])
+                .env_remove("PGDUPLEX_CONFIG")
+                .env("RUST_LOG", "info,pgduplex_engine::replicate=debug")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .kill_on_drop(true);
+            if let Some((k, v)) = extra_env {
+                cmd.env(k, v);
+            }
+            let status = tokio::time::timeout(
+                std::time::Duration::from_secs(120),
+                cmd.spawn().unwrap().wait(),
+            )
+            .await
+            .expect("replicate --until-idle within 120 s")
+            .unwrap();
+            (status, std::fs::read_to_string(&log).unwrap_or_default())
+        }
+    };
+    // Aborted (as kill -9 would) a few batches in, at each fail point in turn:
+    // with a read ahead (and the previous batch's deletes in its transaction)
+    // open, between a commit and the deletes, before the ledger row goes, ...
+    for point in [
+        "applied:5",
+        "source-deleted:3",
+        "staged:4",
+        "before-commit:6",
+        "decided:3",
+        "source-deleted:1",
+    ] {
+        let (status, log) = run(Some(("PGDUPLEX_FAILPOINT", point))).await;
+        assert!(
+            !status.success() && log.contains("fail point"),
+            "{point}: {status}\n{log}"
+        );
+    }
+    let writer = {
+        let right = pair.right.client().await.unwrap();
+        tokio::spawn(async move {
+            for round in 0..20i64 {
+                right
+                    .execute(
+                        "update parent set name = name || 'R' where id % 13 = $1::int8 % 13",
+                        &[&round],
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            }
+        })
+    };
+    let (status, log) = run(None).await;
+    writer.await.unwrap();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("were read ahead"),
+        "no batch was read ahead:\n{log}"
+    );
+    let (status, log) = run(None).await;
+    assert!(status.success(), "{log}");
+    assert_converged(&pair).await;
+    let right = pair.right.client().await.unwrap();
+    let ledger: i64 = right
+        .query_one("SELECT count(*) FROM pgduplex.applied", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ledger, 0, "right ledger not cleaned");
+}

@@ -74,6 +74,11 @@ impl Release {
         ]
     }
 
+    /// Turns true once the source's read transaction has ended.
+    pub fn source_released(&self) -> watch::Receiver<bool> {
+        self.source_done.subscribe()
+    }
+
     /// Ends the source's read transaction (once).
     async fn source(&mut self, source: &Client) -> Result<(), tokio_postgres::Error> {
         if self.done {
@@ -242,7 +247,9 @@ async fn pipe(
     while let Some(chunk) = out.next().await {
         let chunk = chunk?;
         bytes += chunk.len() as u64;
-        sink.send(chunk).await?;
+        // `feed`, not `send`: the sink gathers rows into 4 KiB messages instead
+        // of flushing one message per row.
+        sink.feed(chunk).await?;
     }
     sink.finish().await?;
     Ok(bytes)
@@ -398,6 +405,194 @@ pub(crate) async fn log_conflicts<C: tokio_postgres::GenericClient>(
         .await?;
     }
     Ok(())
+}
+
+/// Finds the target's deltas of the staged keys that were neither read by the
+/// cycle nor found before (`known_unseen`), and decides each key by policy: the
+/// source wins (a late conflict, logged; the target's deltas are consumed) or
+/// the target's change is kept (the key is unstaged and waits for the next
+/// cycle, which sees both changes).
+#[allow(clippy::too_many_arguments)]
+async fn resolve_unseen(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    tx: &Transaction<'_>,
+    staged: &[usize],
+    known_unseen: &mut [Vec<i64>],
+    own_consumed: &mut HashMap<(usize, Key), Vec<i64>>,
+    late: &mut Vec<Conflict>,
+    ledger: &mut [Vec<i64>],
+) -> Result<(), ReplError> {
+    let plans = ctx.plans;
+    for &i in staged {
+        let plan = &plans[i];
+        let mut seen = ctx.target_read.seen_of(i);
+        seen.extend(&known_unseen[i]);
+        let unseen = group_by_key(
+            tx.query(&plan.unseen_deltas(dir.target), &[&seen]).await?,
+            plan.key.len(),
+        );
+        if unseen.is_empty() {
+            continue;
+        }
+        let keys: Vec<Key> = unseen.keys().cloned().collect();
+        let before = images(tx, plan, &keys).await?;
+        for (key, (seqs, at)) in unseen {
+            known_unseen[i].extend(&seqs);
+            let source_at = ctx.source_read.changes[i]
+                .get(&key)
+                .map_or(i64::MIN, |c| c.last_at);
+            let mut ats = [0; 2];
+            ats[idx(dir.source)] = source_at;
+            ats[idx(dir.target)] = at;
+            let winner = decide(plan.policy, ats);
+            let earlier = late
+                .iter()
+                .position(|c| c.plan == i && c.key.as_ref() == Some(&key));
+            if winner == Winner::Side(dir.source) {
+                own_consumed
+                    .entry((i, key.clone()))
+                    .or_default()
+                    .extend(&seqs);
+                if let Some(e) = earlier {
+                    // Changed again since it was first found: the newer row and time.
+                    late[e].rows[idx(dir.target)] = before.get(&key).cloned();
+                    late[e].changed_at[idx(dir.target)] = Some(at);
+                    continue;
+                }
+                let mut rows = [None, None];
+                rows[idx(dir.target)] = before.get(&key).cloned();
+                let mut changed_at = [None, None];
+                changed_at[idx(dir.source)] = (source_at != i64::MIN).then_some(source_at);
+                changed_at[idx(dir.target)] = Some(at);
+                late.push(Conflict {
+                    plan: i,
+                    key: Some(key),
+                    kind: "row",
+                    rows,
+                    changed_at,
+                    policy: plan.policy,
+                    winner,
+                });
+            } else {
+                // The target's change is kept: this key waits for the next cycle,
+                // which sees all of the target's changes of it (none consumed)
+                // and the source's, and decides with both rows at hand.
+                if let Some(e) = earlier {
+                    late.remove(e);
+                }
+                own_consumed.remove(&(i, key.clone()));
+                let p = sql_params(&key);
+                tx.execute(&plan.unstage_one(), &p).await?;
+                if let Some(c) = ctx.source_read.changes[i].get(&key) {
+                    ledger[i].retain(|s| !c.seqs.contains(s));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the target holds deltas of the staged keys that are neither read by
+/// the cycle nor already decided.
+async fn any_unseen(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    tx: &Transaction<'_>,
+    staged: &[usize],
+    known_unseen: &[Vec<i64>],
+) -> Result<bool, tokio_postgres::Error> {
+    for &i in staged {
+        let plan = &ctx.plans[i];
+        let mut seen = ctx.target_read.seen_of(i);
+        seen.extend(&known_unseen[i]);
+        if !tx
+            .query(&plan.unseen_deltas(dir.target), &[&seen])
+            .await?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The writes of the staged rows: deletes, children first; then upserts, parents
+/// first. Returns the rows written, or (`Err`) why the direction must be rolled
+/// back and decided again.
+async fn write_rows(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    tx: &Transaction<'_>,
+    staged: &[usize],
+) -> Result<Result<u64, String>, ReplError> {
+    let plans = ctx.plans;
+    let mut rows = 0;
+    // Without the server's foreign-key triggers (replica role), the apply checks
+    // the keys itself: the values the staged parents hold now, to look for
+    // children left without them after the writes.
+    let referenced = if ctx.replica_role {
+        fk::referenced_before(tx, ctx.fks, plans, staged).await?
+    } else {
+        Vec::new()
+    };
+
+    // Where the server checks a foreign key at once (not DEFERRABLE, no replica
+    // role), a parent still referenced by a child row that this batch points
+    // elsewhere can only go after the upserts: its delete is tried first and,
+    // refused, done then.
+    let mut late_deletes = Vec::new();
+    for &i in staged.iter().rev() {
+        let referenced = !ctx.replica_role && ctx.fks.iter().any(|f| f.parent == i);
+        if !referenced {
+            rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT pgduplex_delete").await?;
+        match tx.execute(&plans[i].delete_absent(), &[]).await {
+            Ok(n) => {
+                rows += n;
+                tx.batch_execute("RELEASE SAVEPOINT pgduplex_delete")
+                    .await?;
+            }
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_delete")
+                    .await?;
+                late_deletes.push(i);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for &i in staged {
+        let plan = &plans[i];
+        tx.batch_execute("SAVEPOINT pgduplex_table").await?;
+        match tx.execute(&plan.upsert(), &[]).await {
+            Ok(n) => {
+                rows += n;
+                tx.batch_execute("RELEASE SAVEPOINT pgduplex_table").await?;
+            }
+            Err(e) if is_set_based_refusal(&e) => {
+                tracing::debug!(table = %plan.name, error = %e, "set-based apply refused; applying row by row");
+                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_table")
+                    .await?;
+                per_row(tx, plan).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for &i in &late_deletes {
+        rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
+    }
+
+    if ctx.replica_role {
+        if let Some(table) = fk::violated(tx, ctx.fks, plans, staged, &referenced).await? {
+            return Ok(Err(format!(
+                "a foreign key of {table} would break on the {} side (its own change since the read); decided again next cycle",
+                dir.target
+            )));
+        }
+    }
+    Ok(Ok(rows))
 }
 
 /// Runs the apply transaction of `dir` on `target` (rows read from `source`, the
@@ -573,140 +768,46 @@ async fn apply_in(
         }
     }
 
-    // Lock the target rows, then look for changes the target made since it was
-    // read: the rows are locked from here on, so later changes wait for us.
+    // Changes the target made to the staged keys since it was read are found in
+    // two places. Before the writes, they are decided by policy (no lock is
+    // taken: it would write every target row twice). The writes then lock every
+    // row they touch until commit, so a later change waits for this transaction;
+    // one that committed between the check and the writes is found after them:
+    // the writes are undone (savepoint), decided like the others, and done again.
     let mut late: Vec<Conflict> = Vec::new();
     let mut known_unseen: Vec<Vec<i64>> = vec![Vec::new(); plans.len()];
-    let mut own_consumed = dir.own_consumed.clone();
-    for &i in &staged {
-        let plan = &plans[i];
-        tx.execute(&plan.lock_rows(), &[]).await?;
-        let seen = ctx.target_read.seqs_of(i);
-        let unseen = group_by_key(
-            tx.query(&plan.unseen_deltas(dir.target), &[&seen]).await?,
-            plan.key.len(),
-        );
-        if unseen.is_empty() {
-            continue;
+    let mut late_consumed: HashMap<(usize, Key), Vec<i64>> = HashMap::new();
+    let mut attempt = 0;
+    loop {
+        resolve_unseen(
+            ctx,
+            dir,
+            tx,
+            &staged,
+            &mut known_unseen,
+            &mut late_consumed,
+            &mut late,
+            &mut applied.ledger,
+        )
+        .await?;
+        tx.batch_execute("SAVEPOINT pgduplex_writes").await?;
+        let rows = match write_rows(ctx, dir, tx, &staged).await? {
+            Ok(rows) => rows,
+            Err(why) => return Ok(Some(why)),
+        };
+        if !any_unseen(ctx, dir, tx, &staged, &known_unseen).await? {
+            tx.batch_execute("RELEASE SAVEPOINT pgduplex_writes")
+                .await?;
+            applied.rows += rows;
+            break;
         }
-        let keys: Vec<Key> = unseen.keys().cloned().collect();
-        let before = images(tx, plan, &keys).await?;
-        for (key, (seqs, at)) in unseen {
-            known_unseen[i].extend(&seqs);
-            let source_at = ctx.source_read.changes[i]
-                .get(&key)
-                .map_or(i64::MIN, |c| c.last_at);
-            let mut ats = [0; 2];
-            ats[idx(dir.source)] = source_at;
-            ats[idx(dir.target)] = at;
-            let winner = decide(plan.policy, ats);
-            if winner == Winner::Side(dir.source) {
-                own_consumed[i].extend(&seqs);
-                let mut rows = [None, None];
-                rows[idx(dir.target)] = before.get(&key).cloned();
-                let mut changed_at = [None, None];
-                changed_at[idx(dir.source)] = (source_at != i64::MIN).then_some(source_at);
-                changed_at[idx(dir.target)] = Some(at);
-                late.push(Conflict {
-                    plan: i,
-                    key: Some(key),
-                    kind: "row",
-                    rows,
-                    changed_at,
-                    policy: plan.policy,
-                    winner,
-                });
-            } else {
-                // The target's change is kept: this key waits for the next cycle,
-                // which sees both changes and decides with both rows at hand.
-                let p = sql_params(&key);
-                tx.execute(&plan.unstage_one(), &p).await?;
-                if let Some(c) = ctx.source_read.changes[i].get(&key) {
-                    applied.ledger[i].retain(|s| !c.seqs.contains(s));
-                }
-            }
-        }
-    }
-
-    // Without the server's foreign-key triggers (replica role), the apply checks
-    // the keys itself: the values the staged parents hold now, to look for
-    // children left without them after the writes.
-    let referenced = if ctx.replica_role {
-        fk::referenced_before(tx, ctx.fks, plans, &staged).await?
-    } else {
-        Vec::new()
-    };
-
-    // Deletes, children first; then upserts, parents first. Where the server checks
-    // a foreign key at once (not DEFERRABLE, no replica role), a parent still
-    // referenced by a child row that this batch points elsewhere can only go
-    // after the upserts: its delete is tried first and, refused, done then.
-    let mut late_deletes = Vec::new();
-    for &i in staged.iter().rev() {
-        let referenced = !ctx.replica_role && ctx.fks.iter().any(|f| f.parent == i);
-        if !referenced {
-            applied.rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
-            continue;
-        }
-        tx.batch_execute("SAVEPOINT pgduplex_delete").await?;
-        match tx.execute(&plans[i].delete_absent(), &[]).await {
-            Ok(n) => {
-                applied.rows += n;
-                tx.batch_execute("RELEASE SAVEPOINT pgduplex_delete")
-                    .await?;
-            }
-            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_delete")
-                    .await?;
-                late_deletes.push(i);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for &i in &staged {
-        let plan = &plans[i];
-        tx.batch_execute("SAVEPOINT pgduplex_table").await?;
-        match tx.execute(&plan.upsert(), &[]).await {
-            Ok(n) => {
-                applied.rows += n;
-                tx.batch_execute("RELEASE SAVEPOINT pgduplex_table").await?;
-            }
-            Err(e) if is_set_based_refusal(&e) => {
-                tracing::debug!(table = %plan.name, error = %e, "set-based apply refused; applying row by row");
-                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_table")
-                    .await?;
-                per_row(tx, plan).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for &i in &late_deletes {
-        applied.rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
-    }
-
-    if ctx.replica_role {
-        if let Some(table) = fk::violated(tx, ctx.fks, plans, &staged, &referenced).await? {
+        tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_writes")
+            .await?;
+        attempt += 1;
+        if attempt >= 3 {
             return Ok(Some(format!(
-                "a foreign key of {table} would break on the {} side (its own change since the read); decided again next cycle",
+                "the {} side kept changing keys of the batch while they were applied",
                 dir.target
-            )));
-        }
-    }
-
-    // A change the target committed between the check and the writes (a new key
-    // inserted concurrently): roll back, the next cycle decides it properly.
-    for &i in &staged {
-        let plan = &plans[i];
-        let mut seen = ctx.target_read.seqs_of(i);
-        seen.extend(&known_unseen[i]);
-        if !tx
-            .query(&plan.unseen_deltas(dir.target), &[&seen])
-            .await?
-            .is_empty()
-        {
-            return Ok(Some(format!(
-                "the {} side changed keys of {} while they were applied",
-                dir.target, plan.name
             )));
         }
     }
@@ -737,6 +838,10 @@ async fn apply_in(
         c.rows[idx(dir.source)] = now.get(&key).cloned();
     }
 
+    let mut own_consumed = dir.own_consumed.clone();
+    for ((i, _), seqs) in late_consumed {
+        own_consumed[i].extend(seqs);
+    }
     for (i, seqs) in own_consumed.iter().enumerate() {
         if !seqs.is_empty() {
             tx.execute(&plans[i].delete_deltas(dir.target), &[seqs])

@@ -45,11 +45,24 @@ pub struct SideRead {
     pub delta_rows: usize,
     /// The cap stopped the read before every pending delta was read.
     pub cut: bool,
+    /// Per plan (or empty): deltas of this side that an earlier batch applied
+    /// and whose delete is not committed yet (see `Prefetch` in `mod.rs`): other
+    /// sessions still see them, and must not take them for new changes.
+    pub settled: Vec<Vec<i64>>,
 }
 
 impl SideRead {
     pub fn is_empty(&self) -> bool {
         self.truncates.is_empty() && self.changes.iter().all(BTreeMap::is_empty)
+    }
+
+    /// Every seq read for plan `i`, and those settled earlier.
+    pub fn seen_of(&self, i: usize) -> Vec<i64> {
+        let mut seqs = self.seqs_of(i);
+        if let Some(s) = self.settled.get(i) {
+            seqs.extend(s);
+        }
+        seqs
     }
 
     /// Every seq read for plan `i`.

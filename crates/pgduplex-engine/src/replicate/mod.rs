@@ -16,6 +16,13 @@
 //!    ledger row, in one transaction.
 //! 5. Delete exactly the source deltas that were applied, then the ledger rows.
 //!
+//! A backlog in one direction is pipelined: while the target applies batch N,
+//! the source already reads batch N+1 in a new read transaction that first
+//! deletes batch N's deltas (so the read leaves them out) and commits only
+//! when batch N+1 is staged, i.e. after batch N committed on the target. If
+//! batch N did not commit every delta it read, that transaction is rolled back
+//! and the next batch is read the usual way (see `Prefetch`).
+//!
 //! A daemon killed anywhere loses nothing: undeleted deltas are replayed (the
 //! apply is state-based), and deltas already applied are recognised by the ledger
 //! at start and deleted instead of replayed.
@@ -113,11 +120,20 @@ struct Conn {
     read: Client,
     read_temps: HashSet<String>,
     apply_temps: HashSet<String>,
+    /// [`plan::COLUMNS_SQL`] and the poll, prepared once per session on `apply`
+    /// (they run every busy cycle; planning them each time cost more than
+    /// running them).
+    columns: tokio_postgres::Statement,
+    poll: tokio_postgres::Statement,
 }
 
 async fn connect(side: Side, endpoint: &Endpoint) -> Result<Client, ReplError> {
     let client = endpoint.connect().await.map_err(EngineError::side(side))?;
-    client.batch_execute(SESSION_SETTINGS).await?;
+    // No JIT: a batch's statements are costed above `jit_above_cost` from a few
+    // ten thousand keys on, and compiling them takes longer than running them.
+    client
+        .batch_execute(&format!("{SESSION_SETTINGS}; SET jit = off"))
+        .await?;
     Ok(client)
 }
 
@@ -301,17 +317,36 @@ impl Replicator {
             let ep = &self.endpoints[idx(side)];
             let apply = connect(side, ep).await?;
             let read = connect(side, ep).await?;
+            let columns = apply.prepare(plan::COLUMNS_SQL).await?;
+            let poll = apply.prepare(&self.poll_sql(side)).await?;
             conns.push(Conn {
                 side,
                 apply,
                 read,
                 read_temps: HashSet::new(),
                 apply_temps: HashSet::new(),
+                columns,
+                poll,
             });
         }
-        let mut conns: [Conn; 2] = conns
+        let conns: [Conn; 2] = conns
             .try_into()
             .map_err(|_| ReplError::Fatal("two sides".into()))?;
+        let res = self.connected(conns, options, shutdown).await;
+        // The sessions were dropped: their driver tasks end them with a Terminate
+        // message, given a moment before the process exits (else each server
+        // logs the connection as lost).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        res
+    }
+
+    /// The session once connected; drops the connections when it returns.
+    async fn connected(
+        &mut self,
+        mut conns: [Conn; 2],
+        options: Options,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ReplError> {
         let sync = self.config.replication.sync.clone();
         // The advisory lock, left first then right (one order for every daemon).
         for c in &conns {
@@ -350,6 +385,7 @@ impl Replicator {
         let mut rows_cap = max_rows;
         let bytes_cap = u64::from(self.config.replication.batch_megabytes) * 1024 * 1024;
         let mut idle_since: Option<Instant> = None;
+        let mut prefetched: Option<Prefetch> = None;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -358,7 +394,14 @@ impl Replicator {
             let touched: Vec<usize> = (0..self.plans.len())
                 .filter(|&i| pending[0][i] || pending[1][i])
                 .collect();
+            let before = (self.paused.clone(), self.plan_columns());
             self.check_columns(&conns, &touched).await?;
+            if prefetched.is_some() && before != (self.paused.clone(), self.plan_columns()) {
+                // Read under other plans: read again.
+                if let Some(p) = prefetched.take() {
+                    self.discard(&conns, p).await?;
+                }
+            }
             for (i, p) in self.paused.iter().enumerate() {
                 if p.is_some() {
                     pending[0][i] = false;
@@ -367,6 +410,9 @@ impl Replicator {
             }
             let any = pending.iter().any(|p| p.iter().any(|&b| b));
             if !any {
+                if let Some(p) = prefetched.take() {
+                    self.discard(&conns, p).await?;
+                }
                 let paused: Vec<String> = touched
                     .iter()
                     .filter(|&&i| self.paused[i].is_some())
@@ -395,10 +441,15 @@ impl Replicator {
             idle_since = None;
             // A signal lets the batch in hand finish, but not for ever.
             let outcome = {
-                let cycle = self.cycle(&mut conns, &pending, epoch, rows_cap);
-                tokio::pin!(cycle);
+                // Boxed: the cycle's future is large, and the session's stays small.
+                let mut cycle =
+                    Box::pin(self.cycle(&mut conns, &pending, epoch, rows_cap, prefetched.take()));
                 tokio::select! {
-                    r = &mut cycle => r?,
+                    r = &mut cycle => {
+                        let (outcome, next) = r?;
+                        prefetched = next;
+                        outcome
+                    }
                     _ = wait_for_shutdown_deadline(shutdown.clone()) => {
                         tracing::warn!("the batch in hand did not finish in time after the stop signal; rolling it back");
                         return Ok(());
@@ -484,8 +535,8 @@ impl Replicator {
             .collect();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&schemas, &names];
         let (l, r) = tokio::try_join!(
-            conns[0].apply.query(plan::COLUMNS_SQL, &params),
-            conns[1].apply.query(plan::COLUMNS_SQL, &params)
+            conns[0].apply.query(&conns[0].columns, &params),
+            conns[1].apply.query(&conns[1].columns, &params)
         )?;
         let group = |rows: Vec<tokio_postgres::Row>| {
             let mut m: HashMap<TableName, Cols> = HashMap::new();
@@ -537,6 +588,32 @@ impl Replicator {
             }
         }
         Ok(())
+    }
+
+    /// Throws a read ahead away (rolls its transaction back) and deletes the
+    /// previous batch's source deltas, which that transaction had deleted, the
+    /// usual way.
+    async fn discard(&self, conns: &[Conn; 2], p: Prefetch) -> Result<(), ReplError> {
+        let src = &conns[idx(p.side)];
+        src.read.batch_execute("ROLLBACK").await?;
+        if let Some(d) = p.deferred {
+            self.delete_source(src, Some(&d.ledger), &[], &[], &[])
+                .await?;
+            failpoint::hit("source-deleted");
+            conns[idx(p.side.other())]
+                .apply
+                .execute(
+                    "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
+                    &[&self.config.replication.sync, &p.side.as_str(), &d.batch],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The written columns of every plan (a change ends a read taken ahead).
+    fn plan_columns(&self) -> Vec<Vec<plan::PlanColumn>> {
+        self.plans.iter().map(|p| p.columns.clone()).collect()
     }
 
     /// Tables paused because their columns differ, with the reason.
@@ -691,35 +768,43 @@ impl Replicator {
     /// One query per side: which delta tables hold rows, and the TRUNCATE log
     /// (last entry). `[side][plan]`, plus one trailing flag for TRUNCATEs.
     async fn poll(&self, conns: &[Conn; 2]) -> Result<[Vec<bool>; 2], ReplError> {
-        let q = |side: Side| {
-            let mut parts: Vec<String> = self
-                .plans
-                .iter()
-                .map(|p| format!("EXISTS (SELECT 1 FROM {})", p.delta_of(side).quoted()))
-                .collect();
-            parts.push("EXISTS (SELECT 1 FROM pgduplex.truncate_log)".into());
-            format!("SELECT ARRAY[{}]", parts.join(", "))
-        };
-        let (ql, qr) = (q(Side::Left), q(Side::Right));
         let (l, r) = tokio::try_join!(
-            conns[0].apply.query_one(&ql, &[]),
-            conns[1].apply.query_one(&qr, &[])
+            conns[0].apply.query_one(&conns[0].poll, &[]),
+            conns[1].apply.query_one(&conns[1].poll, &[])
         )?;
         Ok([l.get(0), r.get(0)])
     }
 
+    /// The poll of one side (see [`Self::poll`]).
+    fn poll_sql(&self, side: Side) -> String {
+        let mut parts: Vec<String> = self
+            .plans
+            .iter()
+            .map(|p| format!("EXISTS (SELECT 1 FROM {})", p.delta_of(side).quoted()))
+            .collect();
+        parts.push("EXISTS (SELECT 1 FROM pgduplex.truncate_log)".into());
+        format!("SELECT ARRAY[{}]", parts.join(", "))
+    }
+
+    /// Reads one side's pending deltas in a new REPEATABLE READ transaction on
+    /// `read` (left open: the apply stages from its snapshot). `delete_first`
+    /// (per plan): the deltas of the previous batch of this side, being applied
+    /// meanwhile, deleted in this transaction before the read, which therefore
+    /// leaves them out (see [`Prefetch`]).
     async fn read_side(
         plans: &[TablePlan],
-        c: &Conn,
+        read_client: &Client,
+        side: Side,
         pending: &[bool],
         cap: usize,
+        delete_first: Option<&[Vec<i64>]>,
     ) -> Result<SideRead, ReplError> {
         let n = plans.len();
         let mut read = SideRead {
             changes: vec![BTreeMap::new(); n],
             ..SideRead::default()
         };
-        c.read
+        read_client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             .await?;
         let locked: Vec<String> = plans
@@ -731,17 +816,23 @@ impl Replicator {
         if !locked.is_empty() {
             // Before the snapshot (LOCK takes none): a rewrite committed before the
             // lock is seen whole, one after it waits for this transaction.
-            c.read
+            read_client
                 .batch_execute(&format!(
                     "LOCK TABLE {} IN ACCESS SHARE MODE",
                     locked.join(", ")
                 ))
                 .await?;
         }
+        if let Some(per_plan) = delete_first {
+            for (p, seqs) in plans.iter().zip(per_plan) {
+                if !seqs.is_empty() {
+                    read_client.execute(&p.delete_deltas(side), &[seqs]).await?;
+                }
+            }
+        }
         let mut bound = i64::MAX;
         if pending[n] {
-            let rows = c
-                .read
+            let rows = read_client
                 .query(
                     "SELECT seq, table_id, truncated_schema, truncated_table, txid, \
                        (pg_catalog.date_part('epoch', captured_at) * 1000000)::int8 \
@@ -757,7 +848,7 @@ impl Replicator {
                     break;
                 }
                 let id: i32 = r.get(1);
-                let Some(plan) = plans.iter().position(|p| p.id_of(c.side) == id) else {
+                let Some(plan) = plans.iter().position(|p| p.id_of(side) == id) else {
                     continue;
                 };
                 read.truncates.push(TruncateEvent {
@@ -771,10 +862,9 @@ impl Replicator {
         }
         let which: Vec<usize> = (0..n).filter(|&i| pending[i]).collect();
         if !which.is_empty() {
-            let rows = c
-                .read
+            let rows = read_client
                 .query(
-                    &plan::read_deltas(plans, &which, c.side),
+                    &plan::read_deltas(plans, &which, side),
                     &[&(cap as i64), &bound],
                 )
                 .await?;
@@ -832,18 +922,52 @@ impl Replicator {
         Ok(out)
     }
 
+    /// One batch. `prefetched`: a side's read already taken during the previous
+    /// batch (its transaction still open). Returns the read of the next batch
+    /// when one was taken during this one (see [`Prefetch`]).
     async fn cycle(
         &mut self,
         conns: &mut [Conn; 2],
         pending: &[Vec<bool>; 2],
         epoch: [i64; 2],
         cap: usize,
-    ) -> Result<CycleOutcome, ReplError> {
+        prefetched: Option<Prefetch>,
+    ) -> Result<(CycleOutcome, Option<Prefetch>), ReplError> {
         let plans = &self.plans;
-        let (lr, rr) = tokio::try_join!(
-            Self::read_side(plans, &conns[0], &pending[0], cap),
-            Self::read_side(plans, &conns[1], &pending[1], cap)
-        )?;
+        let read =
+            |s: Side| Self::read_side(plans, &conns[idx(s)].read, s, &pending[idx(s)], cap, None);
+        if let Some(p) = &prefetched {
+            tracing::debug!(
+                "batch {}: the {} side's deltas were read ahead ({} rows)",
+                self.batch_no + 1,
+                p.side,
+                p.read.delta_rows
+            );
+        }
+        // The previous batch's source deltas, deleted in the transaction of the
+        // read ahead: gone once this cycle's read transactions have committed.
+        let deferred = prefetched
+            .as_ref()
+            .and_then(|p| p.deferred.as_ref().map(|d| (p.side, d.batch)));
+        let prefetched = prefetched.map(|mut p| {
+            if let Some(d) = &p.deferred {
+                p.read.settled = d.ledger.clone();
+            }
+            p
+        });
+        let (lr, rr) = match prefetched {
+            Some(Prefetch {
+                side: Side::Left,
+                read: l,
+                ..
+            }) => (l, read(Side::Right).await?),
+            Some(Prefetch {
+                side: Side::Right,
+                read: r,
+                ..
+            }) => (read(Side::Left).await?, r),
+            None => tokio::try_join!(read(Side::Left), read(Side::Right))?,
+        };
         let images = self.conflict_images(conns, [&lr, &rr]).await?;
         let mut dirs = plan_directions(plans, [&lr, &rr], &images);
         let fk_conflicts = fk::resolve(
@@ -885,6 +1009,23 @@ impl Replicator {
             }
         }
         let [to_right, to_left] = dirs;
+        // A backlog in one direction only: the source's next batch is read while
+        // this one is applied (see [`Prefetch`]).
+        let n = plans.len();
+        let prefetch_source = match (to_right.is_idle(), to_left.is_idle()) {
+            (false, true) if lr.cut => Some(Side::Left),
+            (true, false) if rr.cut => Some(Side::Right),
+            _ => None,
+        }
+        .filter(|_| !pending[0][n] && !pending[1][n]);
+        // Every delta this batch read, per plan: deleted in the read ahead.
+        let read_seqs: Vec<Vec<i64>> = match prefetch_source {
+            Some(s) => {
+                let src = if s == Side::Left { &lr } else { &rr };
+                (0..n).map(|i| src.seqs_of(i)).collect()
+            }
+            None => Vec::new(),
+        };
         failpoint::hit("decided");
         self.batch_no += 1;
         let sync = self.config.replication.sync.clone();
@@ -905,6 +1046,49 @@ impl Replicator {
         let mut temps_rl = Temps::new(&mut r.read_temps, &mut l.apply_temps);
         // Each direction ends its source's read transaction once its rows are staged.
         let [rel_lr, rel_rl] = Release::pair();
+        let (prefetch_client, mut released) = match prefetch_source {
+            Some(Side::Right) => (&r.read, rel_rl.source_released()),
+            _ => (&l.read, rel_lr.source_released()),
+        };
+        let mut prefetch_pending = prefetch_source
+            .map(|s| pending[idx(s)].clone())
+            .unwrap_or_default();
+        if let Some(t) = prefetch_pending.last_mut() {
+            // Read the TRUNCATE log too: a TRUNCATE since this batch's read ends
+            // the prefetch (the next batch is then read the usual way).
+            *t = true;
+        }
+        let prefetch = async {
+            let s = prefetch_source?;
+            // Once this batch's rows are staged and the source's snapshot is gone.
+            if released.wait_for(|done| *done).await.is_err() {
+                return None;
+            }
+            let res = Self::read_side(
+                plans,
+                prefetch_client,
+                s,
+                &prefetch_pending,
+                cap,
+                Some(&read_seqs),
+            )
+            .await;
+            match res {
+                Ok(read) if read.truncates.is_empty() => Some(read),
+                Ok(_) => {
+                    let _ = prefetch_client.batch_execute("ROLLBACK").await;
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "reading the next batch ahead failed: {}",
+                        crate::error_chain(&e)
+                    );
+                    let _ = prefetch_client.batch_execute("ROLLBACK").await;
+                    None
+                }
+            }
+        };
         let res = tokio::join!(
             apply_direction(
                 &ctx_lr,
@@ -922,8 +1106,48 @@ impl Replicator {
                 &mut temps_rl,
                 rel_rl
             ),
+            prefetch,
         );
         let (a_lr, a_rl) = (res.0?, res.1?);
+        if let Some((source, batch)) = deferred {
+            // Both read transactions committed: so did the previous batch's
+            // deletes in the one read ahead. Its ledger row can go.
+            failpoint::hit("source-deleted");
+            conns[idx(source.other())]
+                .apply
+                .execute(
+                    "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
+                    &[&sync, &source.as_str(), &batch],
+                )
+                .await?;
+        }
+        // The read ahead deleted every delta this batch read: usable only if
+        // the apply committed all of them (nothing rolled back, no key left for
+        // the next cycle) and has no conflict to log on the source.
+        let next = match (prefetch_source, res.2) {
+            (Some(s), Some(read)) => {
+                let applied = if s == Side::Left { &a_lr } else { &a_rl };
+                let all = applied.retry.is_none()
+                    && applied.late.is_empty()
+                    && applied.truncate_seqs.is_empty()
+                    && same_seqs(&applied.ledger, &read_seqs);
+                match applied.batch {
+                    Some(batch) if all => Some(Prefetch {
+                        side: s,
+                        read,
+                        deferred: Some(Deferred {
+                            ledger: read_seqs.clone(),
+                            batch,
+                        }),
+                    }),
+                    _ => {
+                        conns[idx(s)].read.batch_execute("ROLLBACK").await?;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut outcome = CycleOutcome {
             delta_rows: lr.delta_rows + rr.delta_rows,
             ..CycleOutcome::default()
@@ -937,6 +1161,11 @@ impl Replicator {
         failpoint::hit("applied");
         for (applied, source) in [(&a_lr, Side::Left), (&a_rl, Side::Right)] {
             let Some(batch) = applied.batch else { continue };
+            if next.as_ref().is_some_and(|p| p.side == source) {
+                // Deleted in the read ahead's transaction (its ledger row goes
+                // once that committed, next cycle).
+                continue;
+            }
             self.delete_source(
                 &conns[idx(source)],
                 Some(&applied.ledger),
@@ -978,8 +1207,48 @@ impl Replicator {
                 }
             }
         }
-        Ok(outcome)
+        Ok((outcome, next))
     }
+}
+
+/// The next batch of a side, read while the previous one was being applied: a
+/// backlog in one direction keeps the source busy reading while the target
+/// writes. The read's REPEATABLE READ transaction first deletes the previous
+/// batch's deltas (so the read leaves them out), and stays open on the side's
+/// read session until the next batch is staged, as a read of the usual kind
+/// does; its commit (after the previous batch committed on the target) is the
+/// delete of those deltas, and the previous batch's ledger row goes after it.
+/// The read is used only if the previous batch committed every delta it read
+/// (nothing rolled back, no key left for the next cycle, no late conflict to
+/// log on the source); otherwise it is rolled back and the previous batch's
+/// deltas are deleted the usual way. Only the other side is read at the start
+/// of the next cycle, after the previous batch committed there; its apply
+/// treats the deltas deleted but not yet committed as seen (`settled`).
+struct Prefetch {
+    side: Side,
+    read: SideRead,
+    /// The previous batch's deltas deleted in the read's transaction, not yet
+    /// committed: if the read is thrown away, they are deleted the usual way.
+    deferred: Option<Deferred>,
+}
+
+/// Source deltas of a committed batch whose delete is not committed yet.
+struct Deferred {
+    /// Per plan, the seqs.
+    ledger: Vec<Vec<i64>>,
+    /// The batch's ledger row on the target.
+    batch: i64,
+}
+
+/// The same seqs per plan, in any order.
+fn same_seqs(a: &[Vec<i64>], b: &[Vec<i64>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let (mut x, mut y) = (x.clone(), y.clone());
+            x.sort_unstable();
+            y.sort_unstable();
+            x == y
+        })
 }
 
 /// What differs between the sides' columns of one table, if anything.

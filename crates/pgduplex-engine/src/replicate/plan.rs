@@ -226,6 +226,11 @@ impl TablePlan {
 
     /// The source's current row for every staged key, or the key alone with
     /// `present = false` when the row is gone. Same column order as the stage.
+    ///
+    /// One index probe per key (a lateral subquery behind `OFFSET 0`, which the
+    /// planner cannot flatten): with a plain join it prefers, from about 10,000
+    /// keys on, a merge or hash join that reads the whole table, so the cost of a
+    /// batch would grow with the table instead of the batch.
     pub fn copy_rows_out(&self) -> String {
         let exprs = self
             .columns
@@ -242,7 +247,8 @@ impl TablePlan {
             |i| format!("k.k{}", i + 1),
         );
         format!(
-            "COPY (SELECT {exprs}, t.{} IS NOT NULL FROM {} k LEFT JOIN {} t ON {on}) TO STDOUT",
+            "COPY (SELECT {exprs}, t.{} IS NOT NULL FROM {} k \
+             LEFT JOIN LATERAL (SELECT * FROM {} t WHERE {on} OFFSET 0) t ON true) TO STDOUT",
             self.key_col(0),
             self.keys_temp(),
             self.name.quoted()
@@ -251,20 +257,6 @@ impl TablePlan {
 
     pub fn copy_stage_in(&self) -> String {
         format!("COPY {} FROM STDIN", self.stage_temp())
-    }
-
-    /// Locks the target rows of the staged keys, in key order.
-    pub fn lock_rows(&self) -> String {
-        let on = self.key_join(|i| format!("t.{}", self.key_col(i)), |i| self.stage_col(i));
-        let order = (0..self.key.len())
-            .map(|i| format!("t.{}", self.key_col(i)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "SELECT 1 FROM {} t JOIN {} s ON {on} ORDER BY {order} FOR UPDATE OF t",
-            self.name.quoted(),
-            self.stage_temp()
-        )
     }
 
     /// Deltas of the staged keys on the target that are not in `$1` (the seqs read
