@@ -600,13 +600,13 @@ impl Replicator {
             self.delete_source(src, Some(&d.ledger), &[], &[], &[])
                 .await?;
             failpoint::hit("source-deleted");
-            conns[idx(p.side.other())]
-                .apply
-                .execute(
-                    "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
-                    &[&self.config.replication.sync, &p.side.as_str(), &d.batch],
-                )
-                .await?;
+            forget_batch(
+                &conns[idx(p.side.other())],
+                &self.config.replication.sync,
+                p.side,
+                d.batch,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -710,12 +710,7 @@ impl Replicator {
                     source.other()
                 );
                 self.delete_source(src, None, &seqs, &seqs, &[]).await?;
-                tgt.apply
-                    .execute(
-                        "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
-                        &[sync, &source.as_str(), &batch],
-                    )
-                    .await?;
+                forget_batch(tgt, sync, source, batch).await?;
             }
         }
         Ok(())
@@ -1113,13 +1108,7 @@ impl Replicator {
             // Both read transactions committed: so did the previous batch's
             // deletes in the one read ahead. Its ledger row can go.
             failpoint::hit("source-deleted");
-            conns[idx(source.other())]
-                .apply
-                .execute(
-                    "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
-                    &[&sync, &source.as_str(), &batch],
-                )
-                .await?;
+            forget_batch(&conns[idx(source.other())], &sync, source, batch).await?;
         }
         // The read ahead deleted every delta this batch read: usable only if
         // the apply committed all of them (nothing rolled back, no key left for
@@ -1175,13 +1164,7 @@ impl Replicator {
             )
             .await?;
             failpoint::hit("source-deleted");
-            conns[idx(source.other())]
-                .apply
-                .execute(
-                    "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
-                    &[&sync, &source.as_str(), &batch],
-                )
-                .await?;
+            forget_batch(&conns[idx(source.other())], &sync, source, batch).await?;
         }
         self.stats.batches += 1;
         if a_lr.rows + a_rl.rows > 0 || a_lr.conflicts + a_rl.conflicts > 0 {
@@ -1209,6 +1192,18 @@ impl Replicator {
         }
         Ok((outcome, next))
     }
+}
+
+/// Deletes the ledger row of `source`'s batch `batch` on the target (`tgt`, the
+/// other side), once that batch's source deltas are gone for good.
+async fn forget_batch(tgt: &Conn, sync: &str, source: Side, batch: i64) -> Result<(), ReplError> {
+    tgt.apply
+        .execute(
+            "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
+            &[&sync, &source.as_str(), &batch],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The next batch of a side, read while the previous one was being applied: a
