@@ -150,48 +150,6 @@ async fn child_of_a_parent_deleted_on_the_other_side_is_a_conflict() {
     }
 }
 
-/// The daemon as a child process, killed when dropped; stderr goes to a file.
-struct Daemon {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(cfg: &ConfigFile, dir: &std::path::Path) -> Daemon {
-        let log = dir.join("daemon.log");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-            .args(["--config"])
-            .arg(&cfg.path)
-            .arg("replicate")
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }

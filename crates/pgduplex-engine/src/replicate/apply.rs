@@ -240,8 +240,17 @@ async fn pipe(
     copy_in: &str,
 ) -> Result<u64, tokio_postgres::Error> {
     let out = source.copy_out(copy_out).await?;
-    futures_util::pin_mut!(out);
     let sink = tx.copy_in(copy_in).await?;
+    Ok(stream_copy(out, sink).await?.0)
+}
+
+/// Streams an open `COPY ... TO STDOUT` into an open `COPY ... FROM STDIN`.
+/// Returns the bytes moved and the rows the target took.
+pub(crate) async fn stream_copy(
+    out: tokio_postgres::CopyOutStream,
+    sink: tokio_postgres::CopyInSink<Bytes>,
+) -> Result<(u64, u64), tokio_postgres::Error> {
+    futures_util::pin_mut!(out);
     futures_util::pin_mut!(sink);
     let mut bytes = 0u64;
     while let Some(chunk) = out.next().await {
@@ -251,8 +260,8 @@ async fn pipe(
         // of flushing one message per row.
         sink.feed(chunk).await?;
     }
-    sink.finish().await?;
-    Ok(bytes)
+    let rows = sink.finish().await?;
+    Ok((bytes, rows))
 }
 
 /// Temp tables known to exist on the two sessions.

@@ -822,10 +822,6 @@ pub async fn diff_rows(
     buckets: &[i32],
     found: tokio::sync::mpsc::Sender<Diff>,
 ) -> Result<(), ScanError> {
-    let found = |d: Diff| {
-        let found = found.clone();
-        async move { found.send(d).await.is_ok() }
-    };
     let q = shape.bucket_rows();
     let keyed = shape.keyed();
     let key_len = shape.key.as_ref().map_or(0, Vec::len);
@@ -865,14 +861,14 @@ pub async fn diff_rows(
         match order {
             std::cmp::Ordering::Less => {
                 let a = l.take().expect("left row");
-                if !found(diff_of(keyed, a)).await {
+                if found.send(diff_of(keyed, a)).await.is_err() {
                     return Ok(());
                 }
                 l = next(Side::Left, ls.next().await)?;
             }
             std::cmp::Ordering::Greater => {
                 let b = r.take().expect("right row");
-                if !found(diff_of(keyed, b).swap()).await {
+                if found.send(diff_of(keyed, b).swap()).await.is_err() {
                     return Ok(());
                 }
                 r = next(Side::Right, rs.next().await)?;
@@ -905,7 +901,7 @@ pub async fn diff_rows(
                             rows: rows as u64,
                         }
                     };
-                    if !found(d).await {
+                    if found.send(d).await.is_err() {
                         return Ok(());
                     }
                 }

@@ -237,9 +237,9 @@ impl Shape {
         }
     }
 
-    /// `(k1, k2) IN (keys given as text arrays $first, $first+1, ...)` for
-    /// relation alias `alias` whose key columns are `names`.
-    pub fn key_in(&self, alias: &str, names: &[String], first: usize) -> String {
+    /// `(k1, k2) IN (keys given as text arrays $1, $2, ...)` for relation alias
+    /// `alias` whose key columns are `names`.
+    pub fn key_in(&self, alias: &str, names: &[String]) -> String {
         let key = self.key.as_deref().unwrap_or_default();
         let lhs = names
             .iter()
@@ -252,18 +252,14 @@ impl Shape {
             .map(|(i, c)| format!("u.a{}::{}", i + 1, c.type_name))
             .collect::<Vec<_>>()
             .join(", ");
-        let unnests = (0..key.len())
-            .map(|i| format!("pg_catalog.unnest(${}::pg_catalog.text[])", first + i))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let aliases = (1..=key.len())
-            .map(|i| format!("a{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("({lhs}) IN (SELECT {casts} FROM ROWS FROM ({unnests}) AS u({aliases}))")
+        format!(
+            "({lhs}) IN (SELECT {casts} FROM {})",
+            crate::replicate::plan::param_rows(key.len())
+        )
     }
 
-    fn key_names(&self) -> Vec<String> {
+    /// The key's column names (none for a keyless table).
+    pub(crate) fn key_names(&self) -> Vec<String> {
         self.key
             .as_deref()
             .unwrap_or_default()
@@ -280,7 +276,7 @@ impl Shape {
             kt = self.key_text().unwrap_or_default(),
             hash = self.row_hash(),
             t = self.table.quoted(),
-            cond = self.key_in("t", &self.key_names(), 1),
+            cond = self.key_in("t", &self.key_names()),
         )
     }
 
@@ -293,7 +289,7 @@ impl Shape {
             "SELECT DISTINCT {kt} FROM {d} t WHERE {cond}",
             kt = Self::key_text_over("t", &names),
             d = delta.quoted(),
-            cond = self.key_in("t", &names, 1),
+            cond = self.key_in("t", &names),
         )
     }
 
@@ -309,7 +305,7 @@ impl Shape {
             "SELECT {kt}{cols} FROM {t} t WHERE {cond}",
             kt = self.key_text().unwrap_or_default(),
             t = self.table.quoted(),
-            cond = self.key_in("t", &self.key_names(), 1),
+            cond = self.key_in("t", &self.key_names()),
         )
     }
 }
@@ -405,7 +401,7 @@ mod tests {
     fn key_lookups_cast_each_column() {
         let s = shape(true);
         assert_eq!(
-            s.key_in("t", &["id".to_string()], 1),
+            s.key_in("t", &["id".to_string()]),
             "(t.\"id\") IN (SELECT u.a1::bigint FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[])) AS u(a1))"
         );
     }

@@ -16,7 +16,6 @@
 
 use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
 use pgduplex_config::{Config, Side};
 use pgduplex_pg::capture::APPLYING_SETTING;
 use pgduplex_pg::catalog::foreign_key_order;
@@ -541,17 +540,13 @@ impl Writer<'_> {
                 .copy_out(&format!("COPY {t} ({cols}) TO STDOUT"))
                 .await
                 .map_err(db(self.winner, format!("reading {}", shape.table)))?;
-            futures_util::pin_mut!(out);
             let sink = loser
                 .copy_in(&format!("COPY {t} ({cols}) FROM STDIN"))
                 .await
                 .map_err(err("copying into"))?;
-            futures_util::pin_mut!(sink);
-            while let Some(chunk) = out.next().await {
-                let chunk = chunk.map_err(db(self.winner, format!("reading {}", shape.table)))?;
-                sink.send(chunk).await.map_err(err("copying into"))?;
-            }
-            let n = sink.finish().await.map_err(err("copying into"))?;
+            let (_, n) = crate::replicate::apply::stream_copy(out, sink)
+                .await
+                .map_err(err("copying into"))?;
             Ok::<_, ScanError>(n)
         }
         .await;
@@ -571,16 +566,6 @@ impl Writer<'_> {
     }
 }
 
-fn key_names(shape: &Shape) -> Vec<String> {
-    shape
-        .key
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.name.clone())
-        .collect()
-}
-
 /// The rows of keys `$1..$n`, each column as text.
 fn row_texts(shape: &Shape) -> String {
     let cols = shape
@@ -592,7 +577,7 @@ fn row_texts(shape: &Shape) -> String {
     format!(
         "SELECT {cols} FROM {} t WHERE {}",
         shape.table.quoted(),
-        shape.key_in("t", &key_names(shape), 1)
+        shape.key_in("t", &shape.key_names())
     )
 }
 
@@ -600,7 +585,7 @@ fn delete_keys(shape: &Shape) -> String {
     format!(
         "DELETE FROM {} t WHERE {}",
         shape.table.quoted(),
-        shape.key_in("t", &key_names(shape), 1)
+        shape.key_in("t", &shape.key_names())
     )
 }
 
@@ -614,28 +599,21 @@ fn insert(shape: &Shape, identity_always: bool) -> String {
         .map(|(i, c)| format!("u.a{}::{}", i + 1, c.type_name))
         .collect::<Vec<_>>()
         .join(", ");
-    let unnests = (1..=shape.columns.len())
-        .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let aliases = (1..=shape.columns.len())
-        .map(|i| format!("a{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
-        "INSERT INTO {} ({}){} SELECT {casts} FROM ROWS FROM ({unnests}) AS u({aliases})",
+        "INSERT INTO {} ({}){} SELECT {casts} FROM {}",
         shape.table.quoted(),
         pgduplex_pg::ident::column_list(&names, ""),
         if identity_always {
             " OVERRIDING SYSTEM VALUE"
         } else {
             ""
-        }
+        },
+        crate::replicate::plan::param_rows(shape.columns.len())
     )
 }
 
 fn upsert(shape: &Shape, identity_always: bool) -> String {
-    let key = key_names(shape);
+    let key = shape.key_names();
     let sets: Vec<String> = shape
         .columns
         .iter()
