@@ -246,16 +246,7 @@ impl Shape {
             .map(|n| format!("{alias}.{}", quote_ident(n)))
             .collect::<Vec<_>>()
             .join(", ");
-        let casts = key
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("u.a{}::{}", i + 1, c.type_name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "({lhs}) IN (SELECT {casts} FROM {})",
-            crate::replicate::plan::param_rows(key.len())
-        )
+        format!("({lhs}) IN ({})", select_params(key))
     }
 
     /// The key's column names (none for a keyless table).
@@ -308,6 +299,21 @@ impl Shape {
             cond = self.key_in("t", &self.key_names()),
         )
     }
+}
+
+/// `SELECT u.a1::type1, ... FROM <the text arrays $1..$n unnested>`: rows of
+/// `cols` given as one text array per column.
+pub fn select_params(cols: &[ScanColumn]) -> String {
+    let casts = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("u.a{}::{}", i + 1, c.type_name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {casts} FROM {}",
+        crate::replicate::plan::param_rows(cols.len())
+    )
 }
 
 /// `'(block,0)'` as the text of a tid.

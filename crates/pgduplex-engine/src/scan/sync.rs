@@ -592,15 +592,8 @@ fn delete_keys(shape: &Shape) -> String {
 /// `INSERT INTO t (cols) OVERRIDING SYSTEM VALUE SELECT casts FROM unnest($1..)`.
 fn insert(shape: &Shape, identity_always: bool) -> String {
     let names: Vec<String> = shape.columns.iter().map(|c| c.name.clone()).collect();
-    let casts = shape
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("u.a{}::{}", i + 1, c.type_name))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
-        "INSERT INTO {} ({}){} SELECT {casts} FROM {}",
+        "INSERT INTO {} ({}){} {}",
         shape.table.quoted(),
         pgduplex_pg::ident::column_list(&names, ""),
         if identity_always {
@@ -608,7 +601,7 @@ fn insert(shape: &Shape, identity_always: bool) -> String {
         } else {
             ""
         },
-        crate::replicate::plan::param_rows(shape.columns.len())
+        super::sql::select_params(&shape.columns)
     )
 }
 
