@@ -219,6 +219,53 @@ async fn schema_drift_pauses_the_table_and_resumes_when_both_sides_match() {
     assert_converged(&pair).await;
 }
 
+/// Transactions that trickle in while nothing is backlogged are gathered: a cycle
+/// starts at most once per poll interval, so they are applied a few per batch,
+/// not one batch per transaction (cycles back to back cost both servers a fixed
+/// price each).
+#[tokio::test]
+async fn a_trickle_of_transactions_is_applied_a_few_per_batch() {
+    let pair = pair_with_schema().await;
+    let cfg = ConfigFile::for_pair(&pair, "[replication]\npoll_interval_ms = 250\n");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with_log(&cfg, dir.path(), "info,pgduplex_engine::replicate=debug");
+    wait_for(30, "the daemon replicates", || async {
+        daemon.log().contains("replicating 3 table(s)")
+    })
+    .await;
+    let (left, right) = (
+        pair.left.client().await.unwrap(),
+        pair.right.client().await.unwrap(),
+    );
+    let started = std::time::Instant::now();
+    for i in 1..=40i64 {
+        left.execute("insert into parent values ($1, 'trickle')", &[&i])
+            .await
+            .unwrap();
+        // The trickle: one transaction every 10 ms.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    wait_for(30, "the trickle replicated", || async {
+        count(&right, "select count(*) from parent").await == 40
+    })
+    .await;
+    let log = daemon.log();
+    let batches = log
+        .lines()
+        .filter(|l| l.contains(" applied") && l.contains("to_right=") && !l.contains("to_right=0"))
+        .count();
+    // One cycle per 250 ms while the trickle lasts, and the one that takes its end.
+    let most = (elapsed.as_millis() / 250) as usize + 2;
+    assert!(
+        (1..=most).contains(&batches),
+        "40 transactions over {elapsed:?} were applied in {batches} batches (at most {most} expected)\n{log}"
+    );
+    assert!(daemon.terminate().success());
+    assert_converged(&pair).await;
+}
+
 /// The README's first command: `pgduplex demo` runs the whole job on two
 /// throw-away servers and ends with both sides identical and nothing pending.
 #[tokio::test(flavor = "multi_thread")]

@@ -322,13 +322,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(cfg: &ConfigFile, dir: &Path) -> Daemon {
+        Daemon::start_with_log(cfg, dir, "info")
+    }
+
+    /// With the log filter `filter` (`RUST_LOG`).
+    pub fn start_with_log(cfg: &ConfigFile, dir: &Path, filter: &str) -> Daemon {
         let log = dir.join("daemon.log");
         let child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
             .arg("--config")
             .arg(&cfg.path)
             .arg("replicate")
             .env_remove("PGDUPLEX_CONFIG")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -33,8 +33,8 @@ pub const DEFAULT_BATCH_ROWS: u32 = 10_000;
 /// per row seen so far).
 pub const DEFAULT_BATCH_MEGABYTES: u32 = 64;
 
-/// `[replication] poll_interval_ms` when not given: an idle daemon looks for new
-/// changes every 100 ms (one query per side that covers every delta table).
+/// `[replication] poll_interval_ms` when not given: a daemon without a backlog looks
+/// for new changes every 100 ms (one query per side that covers every delta table).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `[replication] max_clock_skew_ms` when not given: `latest_wins` refuses to run
@@ -123,7 +123,8 @@ pub struct ReplicationConfig {
     /// `batch_megabytes`: row data per batch and direction, at least 1. Default:
     /// [`DEFAULT_BATCH_MEGABYTES`].
     pub batch_megabytes: u32,
-    /// `poll_interval_ms`: how often an idle daemon looks for changes, at least 1.
+    /// `poll_interval_ms`: how often a daemon without a backlog looks for changes
+    /// (a cycle starts at most this long after the previous one started), at least 1.
     /// Default: [`DEFAULT_POLL_INTERVAL`].
     pub poll_interval: Duration,
     /// `max_clock_skew_ms`: the largest clock difference between the servers that

@@ -57,8 +57,16 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     output::install_panic_hook(config.secrets());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // The daemon waits on the network nearly all the time: on one thread its
+    // queries and their connections' tasks hand work to each other without
+    // waking another thread (on a multi-threaded runtime, most of its CPU went to
+    // those wake-ups). The copy, scan and sync move or merge data from several
+    // sessions at once and keep the worker threads.
+    let runtime = match cli.command {
+        Command::Replicate(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()?;
     runtime.block_on(cli::run(cli.command, config))
 }

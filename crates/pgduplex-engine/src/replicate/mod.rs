@@ -439,6 +439,7 @@ impl Replicator {
                 continue;
             }
             idle_since = None;
+            let started = Instant::now();
             // A signal lets the batch in hand finish, but not for ever.
             let outcome = {
                 // Boxed: the cycle's future is large, and the session's stays small.
@@ -464,8 +465,18 @@ impl Replicator {
             // A direction rolled back cycles in a row waits a little longer each
             // time (up to 5 s) instead of hammering both servers.
             let retries = self.retries.iter().copied().max().unwrap_or(0);
-            if retries > 1 {
-                let wait = (poll * retries).min(Duration::from_secs(5));
+            let wait = if retries > 1 {
+                (poll * retries).min(Duration::from_secs(5))
+            } else if !outcome.backlog && !options.until_idle {
+                // No backlog: the next cycle starts a poll interval after this one
+                // started, so that changes trickling in are applied a few at a
+                // time per cycle instead of one cycle per transaction (cycles back
+                // to back cost both servers and the daemon a fixed price each).
+                poll.saturating_sub(started.elapsed())
+            } else {
+                Duration::ZERO
+            };
+            if !wait.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
@@ -1139,6 +1150,7 @@ impl Replicator {
         };
         let mut outcome = CycleOutcome {
             delta_rows: lr.delta_rows + rr.delta_rows,
+            backlog: lr.cut || rr.cut,
             ..CycleOutcome::default()
         };
         for (applied, source) in [(&a_lr, Side::Left), (&a_rl, Side::Right)] {
@@ -1284,6 +1296,8 @@ fn columns_differ(
 struct CycleOutcome {
     delta_rows: usize,
     bytes: u64,
+    /// A side's read was cut by the batch cap: more is waiting.
+    backlog: bool,
 }
 
 /// Resolves 8 s after the stop signal (the batch in hand gets that long).
