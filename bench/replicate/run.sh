@@ -9,6 +9,8 @@
 #             pending change (now() - min(captured_at) over the delta tables) is sampled.
 #   bigdrain  (d) 1,000,000 rows changed by one UPDATE while no replicator runs, then drained;
 #             the daemon's RSS is sampled every RSS_EVERY s (Bucardo once for comparison).
+#   steady    the daemon's own cost while pgbench writes at a fixed rate on left: its CPU per
+#             changed row, the lag, several binaries A/B alternated.
 #   soak      (e) pgbench at a fixed rate on BOTH sides (disjoint branches) with the daemon
 #             running for SOAK_MIN minutes; delta-table sizes, rows, lag and RSS every minute.
 #
@@ -19,6 +21,7 @@
 #     (TOOLS="pgduplex" for the daemon alone, BIN_TAG=name to label the binary's rows, BATCH_ROWS=n)
 #   PROFILE_TX=20000 bench/replicate/run.sh profile   # statement time of one drain (not a figure of record)
 #   bench/replicate/run.sh lag
+#   STEADY_BINS="new=path old=path" bench/replicate/run.sh steady   # daemon CPU per changed row at -R STEADY_RATE
 #   bench/replicate/run.sh bigdrain
 #   SOAK_MIN=60 bench/replicate/run.sh soak
 #   PGDX_BIN=path/to/pgduplex bench/replicate/run.sh usebin   # swap the daemon binary between phases
@@ -41,6 +44,9 @@ RSS_EVERY=${RSS_EVERY:-0.25}                # RSS sample period (s)
 BIG_ROUNDS=${BIG_ROUNDS:-3}
 BIG_BUCARDO=${BIG_BUCARDO:-1}               # also drain the 1M backlog with Bucardo (rounds)
 SOAK_MIN=${SOAK_MIN:-60}
+STEADY_ROUNDS=${STEADY_ROUNDS:-3}
+STEADY_RATE=${STEADY_RATE:-200}             # steady: pgbench -R on left
+STEADY_SECS=${STEADY_SECS:-30}
 SOAK_RATE=${SOAK_RATE:-100}                 # pgbench -R per side during the soak
 FSYNC=${FSYNC:-off}
 PORT_L=${PORT_L:-55471}
@@ -467,6 +473,52 @@ EOF
   } | tee "$OUT/soak_end.txt" >&2
 }
 
+steady() {   # steady-state cost: the daemon running while pgbench writes at a fixed rate on left
+  # STEADY_BINS="tag=path ..." (default: the phase's binary, tag "bin"): each round runs every
+  # binary once, the order rotated by round. Daemon CPU from /proc over the pgbench run.
+  local f=$OUT/steady.csv cdx; cdx=$(cfg dx)
+  local tck; tck=$(getconf CLK_TCK)
+  [ -f "$f" ] || echo "round,bin,rate,secs,tx,changed_rows,daemon_user_s,daemon_sys_s,daemon_cpu_us_per_row,left_xacts_not_pgbench,lag_p50,lag_p99,lag_max,converged,load" >"$f"
+  "$BIN" --config "$cdx" replicate --until-idle >>"$OUT/run.log" 2>&1
+  local bins=(${STEADY_BINS:-bin=$BIN}) n r i
+  n=${#bins[@]}
+  for ((r = 1; r <= STEADY_ROUNDS; r++)); do
+    for ((i = 0; i < n; i++)); do
+      local spec=${bins[$(((i + r - 1) % n))]}
+      local tag=${spec%%=*} path=${spec#*=} b=$WORK/pgduplex_steady
+      cp "$path" "$b"
+      prep_drain dx
+      RUST_LOG=info "$b" --config "$cdx" replicate 2>"$OUT/daemon_steady_r${r}_$tag.log" &
+      local dp=$!
+      sleep 3
+      local u0 s0 u1 s1 x0 x1
+      read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$dp/stat")
+      x0=$(pl dx -c "SELECT xact_commit FROM pg_stat_database WHERE datname = 'dx'")
+      local samp=$OUT/steady_lag_r${r}_$tag.csv
+      printf '%s \\watch %s\n' "$(lag_sql)" "$LAG_EVERY" | psql -X -q -At -F, -p "$PORT_L" -d dx >"$samp" 2>/dev/null &
+      local wp=$!
+      local tx
+      tx=$(pgbench -n -p "$PORT_L" -c 2 -j 2 -R "$STEADY_RATE" -T "$STEADY_SECS" dx 2>>"$OUT/run.log" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+      read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$dp/stat")
+      sleep 2   # the tail, and the statistics flushed
+      x1=$(pl dx -c "SELECT xact_commit FROM pg_stat_database WHERE datname = 'dx'")
+      kill "$wp" 2>/dev/null || true; wait "$wp" 2>/dev/null || true
+      kill -TERM "$dp"; wait "$dp" || true
+      local st; st=$(python3 - "$samp" <<'PY'
+import sys
+v = sorted(float(l.split(",")[1]) for l in open(sys.argv[1]) if l.count(",") == 1)
+q = lambda p: v[min(len(v) - 1, int(p * len(v)))] if v else float("nan")
+print(f"{q(.5):.3f},{q(.99):.3f},{v[-1] if v else 'nan'}")
+PY
+)
+      local rows=$((tx * 4))
+      local us sy; us=$(awk -v a="$u0" -v b="$u1" -v t="$tck" 'BEGIN{printf "%.2f", (b - a) / t}'); sy=$(awk -v a="$s0" -v b="$s1" -v t="$tck" 'BEGIN{printf "%.2f", (b - a) / t}')
+      echo "$r,$tag,$STEADY_RATE,$STEADY_SECS,$tx,$rows,$us,$sy,$(awk -v u="$us" -v s="$sy" -v n="$rows" 'BEGIN{printf "%.0f", (u + s) * 1e6 / n}'),$((x1 - x0 - tx)),$st,$(converged dx),$(load)" >>"$f"
+      say "steady r$r $tag: $tx tx at -R $STEADY_RATE, daemon $us s user $sy s sys; lag p50,p99,max $st (load $(load))"
+    done
+  done
+}
+
 case ${1:-all} in
   setup) setup ;;
   catchup) catchup ;;
@@ -474,8 +526,9 @@ case ${1:-all} in
   bigdrain) bigdrain ;;
   soak) soak ;;
   profile) profile ;;
+  steady) steady ;;
   usebin) usebin ;;
   teardown) teardown ;;
   all) setup; catchup; lag; bigdrain; soak; teardown ;;
-  *) echo "usage: $0 setup|catchup|profile|lag|bigdrain|soak|usebin|teardown|all" >&2; exit 2 ;;
+  *) echo "usage: $0 setup|catchup|profile|lag|steady|bigdrain|soak|usebin|teardown|all" >&2; exit 2 ;;
 esac
