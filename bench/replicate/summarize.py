@@ -110,6 +110,22 @@ if lg:
             out.append(f"\nAll {mode}-rate samples pooled (n={len(v)}): p50 {pct(v, .5):.3f} s, p99 {pct(v, .99):.3f} s, max {max(v):.3f} s.")
     out.append("")
 
+sd = rows("steady.csv")
+if sd:
+    out.append("## Steady state: the daemon's own cost at a fixed pgbench rate on left\n")
+    out.append("| bin | runs | rate | daemon CPU µs per changed row (median; range) | user / sys s (medians) | left transactions besides pgbench's, per pgbench tx | lag p50 / p99 / max s (medians) |")
+    out.append("|---|---|---|---|---|---|---|")
+    for tag in dict.fromkeys(r["bin"] for r in sd):
+        g = [r for r in sd if r["bin"] == tag]
+        cpu = [num(r["daemon_cpu_us_per_row"]) for r in g]
+        other = [num(r["left_xacts_not_pgbench"]) / num(r["tx"]) for r in g if num(r["tx"])]
+        out.append(
+            f"| {tag} | {len(g)} | {g[0]['rate']} | {med(cpu):.0f} ({min(cpu):.0f}–{max(cpu):.0f}) | "
+            f"{med([num(r['daemon_user_s']) for r in g]):.2f} / {med([num(r['daemon_sys_s']) for r in g]):.2f} | {med(other):.2f} | "
+            f"{med([num(r['lag_p50']) for r in g]):.3f} / {med([num(r['lag_p99']) for r in g]):.3f} / {med([num(r['lag_max']) for r in g]):.3f} |"
+        )
+    out.append("")
+
 b = rows("bigdrain.csv")
 if b:
     out.append("## (d) 1,000,000-row backlog (one UPDATE of every pgbench_accounts row)\n")
