@@ -1,0 +1,13 @@
+CREATE TRIGGER bucardo_delta_namemaker BEFORE INSERT OR UPDATE ON bucardo.bucardo_delta_names FOR EACH ROW EXECUTE FUNCTION bucardo.bucardo_delta_names_helper();
+CREATE TRIGGER bucardo_delta AFTER INSERT OR DELETE OR UPDATE ON public.pgbench_accounts FOR EACH ROW EXECUTE FUNCTION bucardo.delta_public_pgbench_accounts();
+CREATE TRIGGER bucardo_kick_sync_bc AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.pgbench_accounts FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_kick_sync_bc();
+CREATE TRIGGER bucardo_note_trunc_sync_bc AFTER TRUNCATE ON public.pgbench_accounts FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_note_truncation('sync_bc');
+CREATE TRIGGER bucardo_delta AFTER INSERT OR DELETE OR UPDATE ON public.pgbench_branches FOR EACH ROW EXECUTE FUNCTION bucardo.delta_public_pgbench_branches();
+CREATE TRIGGER bucardo_kick_sync_bc AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.pgbench_branches FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_kick_sync_bc();
+CREATE TRIGGER bucardo_note_trunc_sync_bc AFTER TRUNCATE ON public.pgbench_branches FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_note_truncation('sync_bc');
+CREATE TRIGGER bucardo_delta AFTER INSERT OR DELETE OR UPDATE ON public.pgbench_history FOR EACH ROW EXECUTE FUNCTION bucardo.delta_public_pgbench_history();
+CREATE TRIGGER bucardo_kick_sync_bc AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.pgbench_history FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_kick_sync_bc();
+CREATE TRIGGER bucardo_note_trunc_sync_bc AFTER TRUNCATE ON public.pgbench_history FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_note_truncation('sync_bc');
+CREATE TRIGGER bucardo_delta AFTER INSERT OR DELETE OR UPDATE ON public.pgbench_tellers FOR EACH ROW EXECUTE FUNCTION bucardo.delta_public_pgbench_tellers();
+CREATE TRIGGER bucardo_kick_sync_bc AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.pgbench_tellers FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_kick_sync_bc();
+CREATE TRIGGER bucardo_note_trunc_sync_bc AFTER TRUNCATE ON public.pgbench_tellers FOR EACH STATEMENT EXECUTE FUNCTION bucardo.bucardo_note_truncation('sync_bc');
