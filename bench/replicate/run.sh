@@ -190,6 +190,14 @@ bucardo_purge() {   # empties Bucardo's delta/track/stage tables on both sides; 
 }
 pending() { case $1 in pgduplex) pl dx -c "$DX_PENDING" ;; bucardo) pl bc -c "$BC_PENDING" ;; esac; }
 lag_sql() { echo "SELECT to_char(clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS.MS'), round(coalesce(extract(epoch FROM clock_timestamp() - least((SELECT min(captured_at) FROM pgduplex.delta_1), (SELECT min(captured_at) FROM pgduplex.delta_2), (SELECT min(captured_at) FROM pgduplex.delta_3), (SELECT min(captured_at) FROM pgduplex.delta_4), (SELECT min(captured_at) FROM pgduplex.truncate_log))), 0), 4)"; }
+lag_stats() {   # lag_stats <samples.csv> : "n,p50,p90,p99,max" of the lag column of \watch samples
+  python3 - "$1" <<'PY'
+import sys
+v = sorted(float(l.split(",")[1]) for l in open(sys.argv[1]) if l.count(",") == 1)
+q = lambda p: v[min(len(v) - 1, int(p * len(v)))] if v else float("nan")
+print(f"{len(v)},{q(.5):.3f},{q(.9):.3f},{q(.99):.3f},{v[-1] if v else 'nan'}")
+PY
+}
 checksum() {   # checksum <psql fn> <db> : one md5 over the 4 tables' contents
   "$1" "$2" -c "SELECT md5((SELECT string_agg(md5(a::text), '' ORDER BY aid) FROM pgbench_accounts a) || (SELECT string_agg(md5(b::text), '' ORDER BY bid) FROM pgbench_branches b) || (SELECT string_agg(md5(t::text), '' ORDER BY tid) FROM pgbench_tellers t) || (SELECT string_agg(md5(h::text), '' ORDER BY id) FROM pgbench_history h))"
 }
@@ -350,13 +358,7 @@ lag() {
       tps=$(pgbench -n -p "$PORT_L" "${opts[@]}" -T "$LAG_SECS" dx 2>>"$OUT/run.log" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
       sleep 2   # the tail: changes of the last transactions
       kill "$wp" 2>/dev/null || true; wait "$wp" 2>/dev/null || true
-      local st; st=$(python3 - "$samp" <<'PY'
-import sys
-v = sorted(float(l.split(",")[1]) for l in open(sys.argv[1]) if l.count(",") == 1)
-q = lambda p: v[min(len(v) - 1, int(p * len(v)))] if v else float("nan")
-print(f"{len(v)},{q(.5):.3f},{q(.9):.3f},{q(.99):.3f},{v[-1] if v else 'nan'}")
-PY
-)
+      local st; st=$(lag_stats "$samp")
       local hwm; hwm=$(tail -1 "$OUT/rss_lag.csv" | cut -d, -f3)
       echo "$r,$mode,$LAG_SECS,$tps,$st,$hwm,$(converged dx),$(load)" >>"$f"
       say "lag r$r $mode: $tps tps; samples,p50,p90,p99,max = $st; daemon VmHWM $hwm kB (load $(load))"
@@ -504,13 +506,7 @@ steady() {   # steady-state cost: the daemon running while pgbench writes at a f
       x1=$(pl dx -c "SELECT xact_commit FROM pg_stat_database WHERE datname = 'dx'")
       kill "$wp" 2>/dev/null || true; wait "$wp" 2>/dev/null || true
       kill -TERM "$dp"; wait "$dp" || true
-      local st; st=$(python3 - "$samp" <<'PY'
-import sys
-v = sorted(float(l.split(",")[1]) for l in open(sys.argv[1]) if l.count(",") == 1)
-q = lambda p: v[min(len(v) - 1, int(p * len(v)))] if v else float("nan")
-print(f"{q(.5):.3f},{q(.99):.3f},{v[-1] if v else 'nan'}")
-PY
-)
+      local st; st=$(lag_stats "$samp" | cut -d, -f2,4,5)
       local rows=$((tx * 4))
       local us sy; us=$(awk -v a="$u0" -v b="$u1" -v t="$tck" 'BEGIN{printf "%.2f", (b - a) / t}'); sy=$(awk -v a="$s0" -v b="$s1" -v t="$tck" 'BEGIN{printf "%.2f", (b - a) / t}')
       echo "$r,$tag,$STEADY_RATE,$STEADY_SECS,$tx,$rows,$us,$sy,$(awk -v u="$us" -v s="$sy" -v n="$rows" 'BEGIN{printf "%.0f", (u + s) * 1e6 / n}'),$((x1 - x0 - tx)),$st,$(converged dx),$(load)" >>"$f"
