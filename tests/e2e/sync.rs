@@ -214,3 +214,53 @@ async fn sync_needs_a_winner_and_valid_input() {
         run.stdout
     );
 }
+
+/// The apply-role check reads the apply role of this configuration's sync only:
+/// another sync on the same databases, installed by another role for other
+/// tables, does not make sync refuse (it did: the check read every sync's role).
+#[tokio::test]
+async fn the_apply_role_of_another_sync_does_not_block_sync() {
+    let pair = diverged_pair().await;
+    let only_uniq = "[tables]\ninclude = ['^public\\.uniq$']\n";
+    let but_uniq = "[tables]\nexclude = ['^public\\.uniq$']\n";
+    // Sync "a", as the table owner, captures table uniq only.
+    let a = config_as_owner(
+        &pair,
+        &format!("[replication]\nsync = \"a\"\n\n{only_uniq}"),
+    )
+    .await;
+    pgduplex_async(&a.path, &["install"]).await.assert_code(0);
+    // Sync "b", as the superuser, covers every other table.
+    let b = ConfigFile::for_pair(&pair, &format!("[replication]\nsync = \"b\"\n\n{but_uniq}"));
+    pgduplex_async(&b.path, &["install"]).await.assert_code(0);
+    let run = pgduplex_async(&b.path, &["sync", "--policy", "left_wins"]).await;
+    run.assert_code(0);
+    scan_json(&b, &[], 0).await;
+    // Sync "b" as the owner is still refused: its tables were installed for the
+    // superuser, and nothing is changed.
+    pair.left
+        .execute("update parent set name = 'changed again' where id = 5")
+        .await
+        .unwrap();
+    let b_as_owner = ConfigFile::for_urls(
+        &a_url(&a, "left"),
+        &a_url(&a, "right"),
+        &format!("[replication]\nsync = \"b\"\n\n{but_uniq}"),
+    );
+    let before = all_user_rows(&pair.right).await;
+    let run = pgduplex_async(&b_as_owner.path, &["sync", "--policy", "left_wins"]).await;
+    run.assert_code(3);
+    assert!(run.stderr.contains("apply role"), "{}", run.stderr);
+    assert_eq!(all_user_rows(&pair.right).await, before);
+}
+
+/// The URL of one side in a configuration file written by the harness
+/// (`[left]` then `url = "..."` on the next line).
+fn a_url(cfg: &ConfigFile, side: &str) -> String {
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    let mut lines = text.lines().skip_while(|l| *l != format!("[{side}]"));
+    let url = lines.nth(1).and_then(|l| l.strip_prefix("url = "));
+    url.expect("the harness writes url on the line after the section")
+        .trim_matches('"')
+        .to_string()
+}

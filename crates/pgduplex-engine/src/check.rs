@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use pgduplex_config::{Config, Side};
 use pgduplex_pg::capture::APPLYING_SETTING;
-use pgduplex_pg::catalog::{Catalog, Table, TableKind, MIN_SERVER_VERSION};
+use pgduplex_pg::catalog::{column_diff, Catalog, Table, TableKind, MIN_SERVER_VERSION};
 use pgduplex_pg::{PgError, TableName};
 use serde::Serialize;
 
@@ -415,25 +415,10 @@ fn compare_tables(
         let mut blocked = false;
         // Columns: compared by name and type; order does not matter (every
         // statement pgduplex writes names its columns).
-        let mut diffs = Vec::new();
-        for c in &lt.columns {
-            match rt.column(&c.name) {
-                None => diffs.push(format!("column {} only on the left", c.name)),
-                Some(o) if o.type_name != c.type_name => diffs.push(format!(
-                    "column {} is {} on the left but {} on the right",
-                    c.name, c.type_name, o.type_name
-                )),
-                Some(o) if o.generated != c.generated => {
-                    diffs.push(format!("column {} is generated on one side only", c.name))
-                }
-                Some(_) => {}
-            }
-        }
-        for c in &rt.columns {
-            if lt.column(&c.name).is_none() {
-                diffs.push(format!("column {} only on the right", c.name));
-            }
-        }
+        let diffs: Vec<String> = column_diff(&lt.columns, &rt.columns)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         if !diffs.is_empty() {
             blocked = true;
             report.findings.push(Finding {

@@ -9,8 +9,9 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::pair::endpoints;
-use crate::replicate::{lock_key, LOCK_CLASS};
 use crate::EngineError;
+use pgduplex_pg::capture::delta_table;
+use pgduplex_pg::session;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -121,7 +122,10 @@ async fn read_side(
         let parts = ids
             .iter()
             .map(|id| {
-                format!("SELECT count(*) AS n, min(captured_at) AS m FROM pgduplex.delta_{id}")
+                format!(
+                    "SELECT count(*) AS n, min(captured_at) AS m FROM {}",
+                    delta_table(*id).quoted()
+                )
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
@@ -141,15 +145,7 @@ async fn read_side(
         .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
         .await?
         .get(0);
-    let holder: Option<i32> = c
-        .query_opt(
-            "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted \
-               AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
-               AND classid = $1::text::oid AND objid = $2::text::oid AND objsubid = 2 LIMIT 1",
-            &[&LOCK_CLASS.to_string(), &lock_key(sync).to_string()],
-        )
-        .await?
-        .map(|r| r.get(0));
+    let holder = session::lock_holder(c, sync).await?.map(|h| h.pid);
     if let Some(lease) = c
         .query_opt(
             "SELECT owner, epoch, acquired_at::text FROM pgduplex.lease WHERE sync = $1",

@@ -134,9 +134,15 @@ pub struct CaptureSpec {
     pub apply_role: String,
 }
 
+/// The delta table of the replicated table recorded with `id` in
+/// `pgduplex.replicated_table`: the only spelling of its name.
+pub fn delta_table(id: i32) -> TableName {
+    TableName::new(crate::SCHEMA, format!("delta_{id}"))
+}
+
 impl CaptureSpec {
     pub fn delta_table(&self) -> TableName {
-        TableName::new(crate::SCHEMA, format!("delta_{}", self.id))
+        delta_table(self.id)
     }
 
     pub fn function(&self) -> TableName {

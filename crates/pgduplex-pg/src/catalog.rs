@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use pgduplex_config::Side;
 use tokio_postgres::Client;
 
 use crate::ident::TableName;
@@ -32,6 +33,75 @@ pub struct Column {
     pub generated: bool,
     /// `GENERATED ALWAYS|BY DEFAULT AS IDENTITY`: 'a', 'd' or none.
     pub identity: Option<char>,
+}
+
+/// One difference between the columns of a table on the left and on the right.
+/// Columns are compared by name, type and whether they are generated; their order
+/// does not matter (every statement pgduplex writes names its columns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnDiff {
+    /// The column exists on one side only.
+    Only { column: String, side: Side },
+    /// The column's type differs.
+    Type {
+        column: String,
+        left: String,
+        right: String,
+    },
+    /// The column is generated on one side only.
+    Generated { column: String },
+}
+
+impl std::fmt::Display for ColumnDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ColumnDiff::Only { column, side } => write!(f, "column {column} only on the {side}"),
+            ColumnDiff::Type {
+                column,
+                left,
+                right,
+            } => write!(
+                f,
+                "column {column} is {left} on the left but {right} on the right"
+            ),
+            ColumnDiff::Generated { column } => {
+                write!(f, "column {column} is generated on one side only")
+            }
+        }
+    }
+}
+
+/// Every difference between the left and the right columns of one table, left
+/// columns first, in their order.
+pub fn column_diff(left: &[Column], right: &[Column]) -> Vec<ColumnDiff> {
+    let find = |cols: &[Column], name: &str| cols.iter().position(|c| c.name == name);
+    let mut diffs = Vec::new();
+    for c in left {
+        match find(right, &c.name).map(|i| &right[i]) {
+            None => diffs.push(ColumnDiff::Only {
+                column: c.name.clone(),
+                side: Side::Left,
+            }),
+            Some(o) if o.type_name != c.type_name => diffs.push(ColumnDiff::Type {
+                column: c.name.clone(),
+                left: c.type_name.clone(),
+                right: o.type_name.clone(),
+            }),
+            Some(o) if o.generated != c.generated => diffs.push(ColumnDiff::Generated {
+                column: c.name.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for c in right {
+        if find(left, &c.name).is_none() {
+            diffs.push(ColumnDiff::Only {
+                column: c.name.clone(),
+                side: Side::Right,
+            });
+        }
+    }
+    diffs
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -513,4 +583,92 @@ pub fn foreign_key_order(
         }
     }
     (done, remaining.into_iter().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, ty: &str, generated: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_name: ty.into(),
+            not_null: false,
+            generated,
+            identity: None,
+        }
+    }
+
+    #[test]
+    fn column_diff_finds_every_kind_of_difference_in_any_order() {
+        let left = [
+            col("id", "bigint", false),
+            col("amount", "numeric(10,2)", false),
+            col("total", "numeric", true),
+            col("note", "text", false),
+        ];
+        let right = [
+            col("extra", "text", false),
+            col("total", "numeric", false),
+            col("amount", "numeric(12,2)", false),
+            col("id", "bigint", false),
+        ];
+        let diffs: Vec<String> = column_diff(&left, &right)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            diffs,
+            [
+                "column amount is numeric(10,2) on the left but numeric(12,2) on the right",
+                "column total is generated on one side only",
+                "column note only on the left",
+                "column extra only on the right",
+            ]
+        );
+        // Same columns in another order: no difference.
+        let mut shuffled = left.to_vec();
+        shuffled.reverse();
+        assert!(column_diff(&left, &shuffled).is_empty());
+        assert!(column_diff(&[], &[]).is_empty());
+    }
+
+    fn fk(table: &str, references: &str) -> ForeignKey {
+        ForeignKey {
+            name: format!("{table}_fk"),
+            table: TableName::new("public", table),
+            columns: vec!["p".into()],
+            references: TableName::new("public", references),
+            referenced_columns: vec!["id".into()],
+            on_update: 'a',
+            on_delete: 'a',
+            deferrable: false,
+        }
+    }
+
+    fn names(v: &[&str]) -> Vec<TableName> {
+        v.iter().map(|n| TableName::new("public", *n)).collect()
+    }
+
+    #[test]
+    fn foreign_key_order_puts_parents_first_and_cycles_last() {
+        let tables = names(&["line", "order", "customer", "a", "b", "tree", "lonely"]);
+        let fks = [
+            fk("line", "order"),
+            fk("order", "customer"),
+            fk("a", "b"),
+            fk("b", "a"),
+            fk("tree", "tree"),
+            // A reference to a table that is not replicated is no edge.
+            fk("lonely", "elsewhere"),
+        ];
+        let (ordered, cyclic) = foreign_key_order(&tables, &fks);
+        let pos = |n: &str| ordered.iter().position(|t| t.name == n).unwrap();
+        assert!(pos("customer") < pos("order") && pos("order") < pos("line"));
+        // A self-reference is no cycle.
+        assert!(ordered.iter().any(|t| t.name == "tree"));
+        assert!(ordered.iter().any(|t| t.name == "lonely"));
+        assert_eq!(cyclic, names(&["a", "b"]));
+        assert_eq!(ordered.len() + cyclic.len(), tables.len());
+    }
 }

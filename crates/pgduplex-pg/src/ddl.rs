@@ -12,11 +12,10 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
+use crate::retry::{Backoff, RetryClass};
 use crate::PgError;
 
 /// How DDL on live tables waits for its lock.
@@ -44,13 +43,8 @@ impl Default for LockRetry {
 }
 
 impl LockRetry {
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_backoff
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_backoff);
-        let jitter = rand::thread_rng().gen_range(0.5..1.5);
-        exp.mul_f64(jitter)
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.base_backoff, self.max_backoff)
     }
 
     /// `SET LOCAL lock_timeout` for the current transaction.
@@ -63,11 +57,8 @@ impl LockRetry {
 }
 
 /// True for errors where trying the same transaction again can succeed.
-pub fn is_lock_conflict(err: &tokio_postgres::Error) -> bool {
-    matches!(
-        err.code(),
-        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED
-    )
+fn is_lock_conflict(err: &tokio_postgres::Error) -> bool {
+    RetryClass::of(err) == RetryClass::Concurrency
 }
 
 /// A statement with bind parameters, run last in a DDL transaction (the record of
@@ -88,12 +79,13 @@ pub async fn run_with_lock_retry(
     record: Option<&Bound<'_>>,
 ) -> Result<(), PgError> {
     let mut n = 0;
+    let mut backoff = retry.backoff();
     loop {
         n += 1;
         match try_once(client, retry, statements, record).await {
             Ok(()) => return Ok(()),
             Err(err) if is_lock_conflict(&err) && n < retry.max_attempts => {
-                let wait = retry.backoff(n);
+                let wait = backoff.next_wait();
                 tracing::warn!(
                     object = what,
                     attempt = n,

@@ -2,15 +2,21 @@
 //! ([`connect`]), identifier quoting ([`ident`]), catalog introspection
 //! ([`catalog`]), the capture DDL ([`capture`]) and the install / uninstall of
 //! everything pgduplex puts into a database ([`install`]), with lock-aware DDL
-//! ([`ddl`]).
+//! ([`ddl`]); what every session shares: settings, the pair's lock and the
+//! apply-role check ([`session`]); the SQLSTATE retry classes and one backoff
+//! ([`retry`]); the COPY pipe between two sessions ([`copy_pipe`]).
 
 pub mod capture;
 pub mod catalog;
 pub mod connect;
+pub mod copy_pipe;
 pub mod copytext;
 pub mod ddl;
 pub mod ident;
 pub mod install;
+pub mod params;
+pub mod retry;
+pub mod session;
 
 pub use connect::Endpoint;
 pub use ident::{quote_ident, quote_literal, TableName};

@@ -44,10 +44,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use pgduplex_config::{Config, CopyMode, FkStrategy, Side};
 use pgduplex_pg::capture::{APPLYING_SETTING, STATEMENT_TRIGGERS};
 use pgduplex_pg::catalog::{foreign_key_order, KeySource, Table, TableKind};
+// Names resolve in `pg_catalog` only in the copy's sessions, which also pin the
+// daemon's session settings (the rows travel as COPY text).
+use pgduplex_pg::copy_pipe::{self, PipeError};
+use pgduplex_pg::session::{self, SEARCH_PATH};
 use pgduplex_pg::{quote_literal, Endpoint, PgError, TableName};
 use regex::Regex;
 use tokio_postgres::Client;
@@ -56,14 +59,9 @@ use self::plan::Part;
 use self::progress::{Progress, ProgressStyle};
 use crate::check::analyse;
 use crate::pair::endpoints;
-use crate::replicate::SESSION_SETTINGS;
 use crate::{setup, EngineError};
 
 pub use self::progress::human_bytes;
-
-/// Names resolve in `pg_catalog` only in the copy's sessions (which also take the
-/// daemon's [`SESSION_SETTINGS`]: the rows travel as COPY text).
-const SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
 
 /// Extra settings of the target's sessions. `synchronous_commit = off` is safe
 /// here: a range's rows and its progress record commit together, so a commit
@@ -376,8 +374,7 @@ pub(crate) async fn connect(
         .connect()
         .await
         .map_err(|source| CopyError::Pg { side, source })?;
-    client
-        .batch_execute(&format!("{SESSION_SETTINGS}; {SEARCH_PATH}"))
+    session::pin_settings(&client, SEARCH_PATH)
         .await
         .map_err(db(side, "setting up the session"))?;
     if !extra.is_empty() {
@@ -628,8 +625,7 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
         return Err(CopyError::NoTables);
     }
     let target_client = &tgt.client;
-    target_client
-        .batch_execute(&format!("{SESSION_SETTINGS}; {SEARCH_PATH}"))
+    session::pin_settings(target_client, SEARCH_PATH)
         .await
         .map_err(db(target_side, "setting up the session"))?;
     let run_record = read_run(target_client, target_side, &sync).await?;
@@ -784,33 +780,21 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
 
     // 2. The capture, so that changes made during the copy are in the deltas.
     setup::install(config).await?;
-    let session_user: String = target_client
-        .query_one("SELECT session_user::text", &[])
-        .await
-        .map_err(db(target_side, "reading the session user"))?
-        .get(0);
-    let roles: Vec<String> = target_client
-        .query(
-            "SELECT DISTINCT apply_role FROM pgduplex.replicated_table WHERE sync = $1",
-            &[&sync],
-        )
+    if let Some((installed, session)) = session::apply_role(target_client, &sync)
         .await
         .map_err(db(target_side, "reading the apply role"))?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect();
-    if let Some(other) = roles.into_iter().find(|r| *r != session_user) {
+        .mismatch()
+    {
         return Err(CopyError::ApplyRole {
             side: target_side,
-            installed: other,
-            session: session_user,
+            installed,
+            session,
         });
     }
 
     // 3. The plan: parts of tables not planned yet, recorded before any row moves.
     let source_client = &src.client;
-    source_client
-        .batch_execute(&format!("{SESSION_SETTINGS}; {SEARCH_PATH}"))
+    session::pin_settings(source_client, SEARCH_PATH)
         .await
         .map_err(db(source_side, "setting up the session"))?;
     let source_oids: Vec<u32> = selected.iter().map(|(s, _)| s.oid).collect();
@@ -1551,48 +1535,30 @@ impl Shared {
         );
         let stream = stream.map_err(unit_err(source_side))?;
         let sink = sink.map_err(unit_err(target_side))?;
-        futures_util::pin_mut!(stream);
-        futures_util::pin_mut!(sink);
         let counters = self.progress.start(
             format!("{}{}", job.target.name, unit.part.label()),
             unit.estimated_rows,
         );
-        let mut bytes = 0u64;
-        let mut result: Result<u64, CopyError> = async {
-            // The source sends one message per row; the rows are gathered into
-            // large buffers before they go to the target, which then receives a
-            // few big CopyData messages instead of one per row.
-            let mut buf = bytes::BytesMut::with_capacity(COPY_BUFFER);
-            let mut rows_in_buf = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(unit_err(source_side))?;
-                buf.extend_from_slice(&chunk);
-                rows_in_buf += 1;
-                if buf.len() >= COPY_BUFFER {
-                    if self.cancelled.load(Ordering::Relaxed) {
-                        return Err(CopyError::Task(
-                            "cancelled after another part failed".into(),
-                        ));
-                    }
-                    let n = buf.len() as u64;
-                    bytes += n;
-                    counters.rows.fetch_add(rows_in_buf, Ordering::Relaxed);
-                    counters.bytes.fetch_add(n, Ordering::Relaxed);
-                    rows_in_buf = 0;
-                    sink.feed(buf.split().freeze())
-                        .await
-                        .map_err(unit_err(target_side))?;
-                }
+        // The rows are gathered into large buffers before they go to the target,
+        // which then receives a few big CopyData messages instead of one per row.
+        let piped = copy_pipe::pipe(stream, sink, COPY_BUFFER, |rows, bytes| {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Err(CopyError::Task(
+                    "cancelled after another part failed".into(),
+                ));
             }
-            if !buf.is_empty() {
-                bytes += buf.len() as u64;
-                sink.feed(buf.split().freeze())
-                    .await
-                    .map_err(unit_err(target_side))?;
-            }
-            sink.as_mut().finish().await.map_err(unit_err(target_side))
-        }
+            counters.rows.fetch_add(rows, Ordering::Relaxed);
+            counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+            Ok(())
+        })
         .await;
+        let bytes = piped.as_ref().map_or(0, |p| p.bytes);
+        let mut result: Result<u64, CopyError> = match piped {
+            Ok(p) => Ok(p.rows),
+            Err(PipeError::Source(e)) => Err(unit_err(source_side)(e)),
+            Err(PipeError::Target(e)) => Err(unit_err(target_side)(e)),
+            Err(PipeError::Stopped(e)) => Err(e),
+        };
         if result.is_ok() && !rebuild.is_empty() {
             let tq = job.target.name.quoted();
             let sql = rebuild

@@ -7,9 +7,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use pgduplex_pg::capture::APPLYING_SETTING;
+use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::copytext;
+use pgduplex_pg::retry::RetryClass;
 use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
@@ -114,13 +116,8 @@ impl Release {
 /// target's own concurrent change broke, a lock held too long, a deadlock.
 fn is_retryable(err: &tokio_postgres::Error) -> bool {
     matches!(
-        err.code(),
-        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION
-            || *c == SqlState::UNIQUE_VIOLATION
-            || *c == SqlState::EXCLUSION_VIOLATION
-            || *c == SqlState::LOCK_NOT_AVAILABLE
-            || *c == SqlState::T_R_DEADLOCK_DETECTED
-            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+        RetryClass::of(err),
+        RetryClass::Concurrency | RetryClass::Constraint
     )
 }
 
@@ -241,27 +238,11 @@ async fn pipe(
 ) -> Result<u64, tokio_postgres::Error> {
     let out = source.copy_out(copy_out).await?;
     let sink = tx.copy_in(copy_in).await?;
-    Ok(stream_copy(out, sink).await?.0)
-}
-
-/// Streams an open `COPY ... TO STDOUT` into an open `COPY ... FROM STDIN`.
-/// Returns the bytes moved and the rows the target took.
-pub(crate) async fn stream_copy(
-    out: tokio_postgres::CopyOutStream,
-    sink: tokio_postgres::CopyInSink<Bytes>,
-) -> Result<(u64, u64), tokio_postgres::Error> {
-    futures_util::pin_mut!(out);
-    futures_util::pin_mut!(sink);
-    let mut bytes = 0u64;
-    while let Some(chunk) = out.next().await {
-        let chunk = chunk?;
-        bytes += chunk.len() as u64;
-        // `feed`, not `send`: the sink gathers rows into 4 KiB messages instead
-        // of flushing one message per row.
-        sink.feed(chunk).await?;
+    match copy_pipe::pipe(out, sink, 0, |_, _| Ok::<(), ()>(())).await {
+        Ok(piped) => Ok(piped.bytes),
+        Err(PipeError::Source(e) | PipeError::Target(e)) => Err(e),
+        Err(PipeError::Stopped(())) => unreachable!("the apply's pipe is never stopped"),
     }
-    let rows = sink.finish().await?;
-    Ok((bytes, rows))
 }
 
 /// Temp tables known to exist on the two sessions.

@@ -22,13 +22,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use pgduplex_config::Side;
 use pgduplex_pg::catalog::ForeignKey;
+use pgduplex_pg::params::param_rows;
 use pgduplex_pg::quote_ident;
 use tokio_postgres::{Client, Transaction};
 
 use super::batch::{
     decide, idx, key_arrays, sql_params, Conflict, Direction, Key, SideRead, Winner,
 };
-use super::plan::{param_rows, TablePlan};
+use super::plan::TablePlan;
 
 /// A foreign key between two replicated tables, or of a table to itself.
 #[derive(Clone, Debug)]

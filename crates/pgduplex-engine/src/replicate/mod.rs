@@ -37,11 +37,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use pgduplex_config::{Config, ConflictPolicy, Side};
-use pgduplex_pg::catalog::foreign_key_order;
+use pgduplex_pg::catalog::{column_diff, foreign_key_order, Column};
 use pgduplex_pg::install::installed_tables;
+use pgduplex_pg::retry::{Backoff, RetryClass};
+use pgduplex_pg::session;
 use pgduplex_pg::{Endpoint, TableName};
 use tokio::sync::watch;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use self::apply::{apply_direction, ApplyContext, Release, Temps};
@@ -92,25 +93,6 @@ pub struct Stats {
     pub conflicts: u64,
 }
 
-/// Advisory lock "class" of pgduplex (ASCII "pgdx").
-pub(crate) const LOCK_CLASS: i32 = 0x7067_6478;
-
-pub(crate) fn lock_key(sync: &str) -> i32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in sync.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    (h & 0x7fff_ffff) as i32
-}
-
-/// Session settings of the daemon's connections: text forms of values must not
-/// depend on either server's defaults (keys are compared as text, rows travel as
-/// COPY text).
-pub(crate) const SESSION_SETTINGS: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
-     SET extra_float_digits = 3; SET bytea_output = hex; SET TimeZone = 'UTC'; \
-     SET lc_monetary = 'C'; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0";
-
 /// One side's sessions.
 struct Conn {
     side: Side,
@@ -131,9 +113,7 @@ async fn connect(side: Side, endpoint: &Endpoint) -> Result<Client, ReplError> {
     let client = endpoint.connect().await.map_err(EngineError::side(side))?;
     // No JIT: a batch's statements are costed above `jit_above_cost` from a few
     // ten thousand keys on, and compiling them takes longer than running them.
-    client
-        .batch_execute(&format!("{SESSION_SETTINGS}; SET jit = off"))
-        .await?;
+    session::pin_settings(&client, "SET jit = off").await?;
     Ok(client)
 }
 
@@ -178,11 +158,6 @@ impl Replicator {
         let sync = &config.replication.sync;
         let mut ids: [HashMap<TableName, (i32, String)>; 2] = Default::default();
         for (s, state) in [(0, left), (1, right)] {
-            let session_user: String = state
-                .client
-                .query_one("SELECT session_user::text", &[])
-                .await?
-                .get(0);
             for t in installed_tables(&state.client)
                 .await
                 .map_err(EngineError::side(state.side))?
@@ -191,20 +166,12 @@ impl Replicator {
                     ids[s].insert(t.table, (t.id, String::new()));
                 }
             }
-            let roles: Vec<String> = state
-                .client
-                .query(
-                    "SELECT DISTINCT apply_role FROM pgduplex.replicated_table WHERE sync = $1",
-                    &[sync],
-                )
-                .await?
-                .into_iter()
-                .map(|r| r.get(0))
-                .collect();
-            if let Some(other) = roles.iter().find(|r| **r != session_user) {
+            if let Some((installed, session)) =
+                session::apply_role(&state.client, sync).await?.mismatch()
+            {
                 return Err(ReplError::Fatal(format!(
-                    "{}: the capture was installed for apply role {other:?} but the daemon connects as {session_user:?}: \
-                     its writes would be captured again and echo back; connect as {other:?} or run install again as {session_user:?}",
+                    "{}: the capture was installed for apply role {installed:?} but the daemon connects as {session:?}: \
+                     its writes would be captured again and echo back; connect as {installed:?} or run install again as {session:?}",
                     state.side
                 )));
             }
@@ -281,7 +248,7 @@ impl Replicator {
         options: Options,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ReplError> {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -290,19 +257,18 @@ impl Replicator {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
+                    let wait = backoff.next_wait();
                     tracing::warn!(
                         "replication interrupted: {}; reconnecting in {:.1} s",
                         crate::error_chain(&e),
-                        backoff.as_secs_f64()
+                        wait.as_secs_f64()
                     );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
             }
-            let jitter = Duration::from_millis(u64::from(rand_u16()) % 200);
-            tokio::select! {
-                _ = tokio::time::sleep(backoff + jitter) => {}
-                _ = shutdown.changed() => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(15));
         }
     }
 
@@ -532,7 +498,7 @@ impl Replicator {
     /// differs; when they match again it resumes, with the new column list if
     /// both sides changed alike.
     async fn check_columns(&mut self, conns: &[Conn; 2], which: &[usize]) -> Result<(), ReplError> {
-        type Cols = Vec<(String, String, bool, Option<char>)>;
+        type Cols = Vec<Column>;
         if which.is_empty() {
             return Ok(());
         }
@@ -555,12 +521,13 @@ impl Replicator {
                 let identity: Option<String> = r.get(5);
                 m.entry(TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
                     .or_default()
-                    .push((
-                        r.get(2),
-                        r.get(3),
-                        r.get(4),
-                        identity.and_then(|s| s.chars().next()),
-                    ));
+                    .push(Column {
+                        name: r.get(2),
+                        type_name: r.get(3),
+                        not_null: false,
+                        generated: r.get(4),
+                        identity: identity.and_then(|s| s.chars().next()),
+                    });
             }
             m
         };
@@ -641,51 +608,22 @@ impl Replicator {
         c: &Conn,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool, ReplError> {
-        let key = lock_key(&self.config.replication.sync);
+        let sync = &self.config.replication.sync;
         let mut logged = false;
         loop {
-            let got: bool = c
-                .apply
-                .query_one(
-                    "SELECT pg_catalog.pg_try_advisory_lock($1::int4, $2::int4)",
-                    &[&LOCK_CLASS, &key],
-                )
-                .await?
-                .get(0);
-            if got {
+            if session::try_lock_pair(&c.apply, sync).await? {
                 if logged {
                     tracing::info!("{}: the other daemon is gone; taking over", c.side);
                 }
                 return Ok(true);
             }
             if !logged {
-                let holder = c
-                    .apply
-                    .query_opt(
-                        "SELECT a.pid, COALESCE(a.application_name, ''), COALESCE(a.client_addr::text, 'local') \
-                           FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
-                          WHERE l.locktype = 'advisory' AND l.classid = $1::int4::oid AND l.objid = $2::int4::oid \
-                            AND l.objsubid = 2 AND l.granted \
-                            AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
-                          LIMIT 1",
-                        &[&LOCK_CLASS, &key],
-                    )
-                    .await?;
-                let who = holder.map_or_else(
-                    || "another session".to_string(),
-                    |r| {
-                        format!(
-                            "backend pid {} ({} from {})",
-                            r.get::<_, i32>(0),
-                            r.get::<_, String>(1),
-                            r.get::<_, String>(2)
-                        )
-                    },
-                );
+                let who = session::lock_holder(&c.apply, sync)
+                    .await?
+                    .map_or_else(|| "another session".to_string(), |h| h.to_string());
                 tracing::info!(
-                    "{}: another daemon holds sync {:?} ({who}); waiting for it to stop",
+                    "{}: another daemon holds sync {sync:?} ({who}); waiting for it to stop",
                     c.side,
-                    self.config.replication.sync
                 );
                 logged = true;
             }
@@ -1259,37 +1197,19 @@ fn same_seqs(a: &[Vec<i64>], b: &[Vec<i64>]) -> bool {
 }
 
 /// What differs between the sides' columns of one table, if anything.
-fn columns_differ(
-    left: &[(String, String, bool, Option<char>)],
-    right: &[(String, String, bool, Option<char>)],
-) -> Option<String> {
+fn columns_differ(left: &[Column], right: &[Column]) -> Option<String> {
     if left.is_empty() || right.is_empty() {
         let side = if left.is_empty() { "left" } else { "right" };
         return Some(format!("the table is missing on the {side} side"));
     }
-    let find = |cols: &[(String, String, bool, Option<char>)], n: &str| {
-        cols.iter().find(|c| c.0 == n).cloned()
-    };
-    let mut problems = Vec::new();
-    for c in left {
-        match find(right, &c.0) {
-            None => problems.push(format!("column {} only on the left", c.0)),
-            Some(o) if o.1 != c.1 => problems.push(format!(
-                "column {} is {} on the left, {} on the right",
-                c.0, c.1, o.1
-            )),
-            Some(o) if o.2 != c.2 => {
-                problems.push(format!("column {} is generated on one side only", c.0))
-            }
-            Some(_) => {}
-        }
-    }
-    for c in right {
-        if find(left, &c.0).is_none() {
-            problems.push(format!("column {} only on the right", c.0));
-        }
-    }
-    (!problems.is_empty()).then(|| problems.join("; "))
+    let diffs = column_diff(left, right);
+    (!diffs.is_empty()).then(|| {
+        diffs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 #[derive(Debug, Default)]
@@ -1308,14 +1228,6 @@ async fn wait_for_shutdown_deadline(mut shutdown: watch::Receiver<bool>) {
         }
     }
     tokio::time::sleep(Duration::from_secs(8)).await;
-}
-
-fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos ^ std::process::id()) as u16
 }
 
 /// Measures the clock difference between the servers and refuses `latest_wins`
@@ -1365,13 +1277,15 @@ async fn check_clock_skew(config: &Config, left: &Client, right: &Client) -> Res
     Ok(())
 }
 
-/// SQLSTATEs after which a retry can succeed.
 /// A copy error a reconnect may cure: a connection that failed or broke.
 fn copy_error_is_transient(err: &crate::copy::CopyError) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
-            return is_transient(pg);
+            return matches!(
+                RetryClass::of(pg),
+                RetryClass::Concurrency | RetryClass::Connection
+            );
         }
         if e.downcast_ref::<pgduplex_pg::PgError>().is_some() {
             return true;
@@ -1379,21 +1293,4 @@ fn copy_error_is_transient(err: &crate::copy::CopyError) -> bool {
         cur = e.source();
     }
     false
-}
-
-pub fn is_transient(err: &tokio_postgres::Error) -> bool {
-    match err.code() {
-        None => true,
-        Some(c) => {
-            [
-                SqlState::T_R_SERIALIZATION_FAILURE,
-                SqlState::T_R_DEADLOCK_DETECTED,
-                SqlState::LOCK_NOT_AVAILABLE,
-            ]
-            .contains(c)
-                || c.code().starts_with("08")
-                || c.code().starts_with("57")
-                || c.code().starts_with("53")
-        }
-    }
 }

@@ -8,7 +8,8 @@
 //! `present` included.
 
 use pgduplex_config::{ConflictPolicy, Side};
-use pgduplex_pg::catalog::{Table, TableKind};
+use pgduplex_pg::catalog::{Column, Table, TableKind};
+use pgduplex_pg::params::param_rows;
 use pgduplex_pg::{quote_ident, TableName};
 
 /// A column the apply writes (generated columns are computed by the target).
@@ -80,7 +81,7 @@ impl TablePlan {
             partitioned: table.kind == TableKind::Partitioned,
             key,
             policy,
-            delta: ids.map(|id| TableName::new(pgduplex_pg::SCHEMA, format!("delta_{id}"))),
+            delta: ids.map(pgduplex_pg::capture::delta_table),
             table_id: ids,
             tag: tag(ids[0], &columns),
             columns,
@@ -89,10 +90,7 @@ impl TablePlan {
 
     /// The same table with the columns found now (`(name, type, generated,
     /// identity)` in table order), or `None` when a key column is gone.
-    pub fn with_columns(
-        &self,
-        found: &[(String, String, bool, Option<char>)],
-    ) -> Option<TablePlan> {
+    pub fn with_columns(&self, found: &[Column]) -> Option<TablePlan> {
         let key_names: Vec<&str> = self
             .key
             .iter()
@@ -100,11 +98,11 @@ impl TablePlan {
             .collect();
         let columns: Vec<PlanColumn> = found
             .iter()
-            .filter(|(_, _, generated, _)| !generated)
-            .map(|(name, ty, _, identity)| PlanColumn {
-                name: name.clone(),
-                type_name: ty.clone(),
-                identity: *identity,
+            .filter(|c| !c.generated)
+            .map(|c| PlanColumn {
+                name: c.name.clone(),
+                type_name: c.type_name.clone(),
+                identity: c.identity,
             })
             .collect();
         let key = key_names
@@ -577,20 +575,6 @@ pub const COLUMNS_SQL: &str = "SELECT n.nspname::text, c.relname::text, a.attnam
 /// one statement and in global seq order: a batch cut by the cap is a prefix of
 /// the order in which the source made its changes (a parent's insert before its
 /// children's, children's deletes before their parent's).
-/// `ROWS FROM (unnest($1::text[]), ..., unnest($n::text[])) AS u(a1, ..., an)`:
-/// n values per row, bound as one text array per column.
-pub(crate) fn param_rows(n: usize) -> String {
-    let params = (1..=n)
-        .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let names = (1..=n)
-        .map(|i| format!("a{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("ROWS FROM ({params}) AS u({names})")
-}
-
 pub fn read_deltas(plans: &[TablePlan], which: &[usize], side: Side) -> String {
     let branches = which
         .iter()

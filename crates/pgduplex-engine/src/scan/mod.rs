@@ -32,8 +32,9 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::pair::{open_both, SideState};
-use crate::replicate::{lock_key, LOCK_CLASS, SESSION_SETTINGS};
 use crate::EngineError;
+use pgduplex_pg::catalog::column_diff;
+use pgduplex_pg::session;
 use progress::ScanProgress;
 use sql::{Chunk, ScanColumn, Shape};
 
@@ -356,7 +357,7 @@ pub async fn connect(config: &Config, jobs: usize) -> Result<Sessions, ScanError
     right.extend(rm);
     for (side, clients) in [(Side::Left, &left), (Side::Right, &right)] {
         for c in clients {
-            c.batch_execute(SESSION_SETTINGS)
+            session::pin_settings(c, "")
                 .await
                 .map_err(db(side, "setting the session"))?;
         }
@@ -430,28 +431,24 @@ pub async fn targets(
         let delta = [0, 1].map(|i| {
             installed[i]
                 .get(&name)
-                .map(|id| TableName::new(pgduplex_pg::SCHEMA, format!("delta_{id}")))
+                .copied()
+                .map(pgduplex_pg::capture::delta_table)
         });
         let (shape, problem, only_on) = match (l, r) {
             (Some(l), Some(r)) => {
-                let rcols = scan_columns(r);
-                let mut diffs = Vec::new();
-                let mut columns = Vec::new();
-                for c in scan_columns(l) {
-                    match rcols.iter().find(|o| o.name == c.name) {
-                        None => diffs.push(format!("column {} only on the left", c.name)),
-                        Some(o) if o.type_name != c.type_name => diffs.push(format!(
-                            "column {} is {} on the left, {} on the right",
-                            c.name, c.type_name, o.type_name
-                        )),
-                        Some(_) => columns.push(c),
-                    }
-                }
-                for c in &rcols {
-                    if l.column(&c.name).is_none_or(|lc| lc.generated) {
-                        diffs.push(format!("column {} only on the right", c.name));
-                    }
-                }
+                let diffs: Vec<String> = column_diff(&l.columns, &r.columns)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                // Compared: the columns both sides have alike (generated ones are
+                // computed by each side from the others).
+                let columns: Vec<ScanColumn> = scan_columns(l)
+                    .into_iter()
+                    .filter(|c| {
+                        r.column(&c.name)
+                            .is_some_and(|o| !o.generated && o.type_name == c.type_name)
+                    })
+                    .collect();
                 let key = match (&l.key, &r.key) {
                     (Some(a), Some(b)) if a.columns == b.columns => a
                         .columns
@@ -1029,17 +1026,10 @@ async fn pending_keys(
 /// Whether anything may still carry changes: the daemon holds the pair's lock on
 /// the left, and how many TRUNCATEs wait on either side.
 async fn replication_state(sessions: &Sessions) -> Result<(bool, i64), ScanError> {
-    let key = lock_key(&sessions.sync_name);
-    let running: bool = sessions.left[0]
-        .query_one(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted \
-               AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
-               AND classid = $1::pg_catalog.text::pg_catalog.oid AND objid = $2::pg_catalog.text::pg_catalog.oid AND objsubid = 2)",
-            &[&LOCK_CLASS.to_string(), &key.to_string()],
-        )
+    let running = session::lock_holder(&sessions.left[0], &sessions.sync_name)
         .await
         .map_err(db(Side::Left, "looking for the replication daemon"))?
-        .get(0);
+        .is_some();
     let mut truncates = 0;
     for side in [Side::Left, Side::Right] {
         let n: i64 = sessions.side(side)[0]

@@ -11,7 +11,7 @@
 //!   `timestamptz` (as UTC), `time`, `timetz`, `inet`, `macaddr`); every other
 //!   type (numeric, whose hash ignores the display scale; interval, whose hash
 //!   equates `1 day` and `24 hours`; jsonb, enums, arrays, ...) from its text form
-//!   under the pinned session settings of [`crate::replicate::SESSION_SETTINGS`].
+//!   under the pinned session settings of [`pgduplex_pg::session::SESSION_SETTINGS`].
 //!   No server default (time zone, date style, float digits, bytea output) and no
 //!   collation can create or hide a difference.
 //! - A key's canonical form is `ROW(k1, ...)::text`, the same expression over the
@@ -312,7 +312,7 @@ pub fn select_params(cols: &[ScanColumn]) -> String {
         .join(", ");
     format!(
         "SELECT {casts} FROM {}",
-        crate::replicate::plan::param_rows(cols.len())
+        pgduplex_pg::params::param_rows(cols.len())
     )
 }
 

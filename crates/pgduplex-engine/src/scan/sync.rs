@@ -26,7 +26,8 @@ use tokio_postgres::Client;
 use super::progress::{ScanProgress, Style};
 use super::sql::Shape;
 use super::{db, key_arrays, Diff, DiffKind, ScanError, Target, DETAIL_LIMIT};
-use crate::replicate::{lock_key, LOCK_CLASS};
+use pgduplex_pg::copy_pipe::{self, PipeError};
+use pgduplex_pg::session::{self, ApplyRole};
 
 /// Keys per write transaction.
 const BATCH: usize = 1000;
@@ -139,16 +140,10 @@ impl SyncReport {
 /// Takes the pair's advisory lock on both sides (left first, as the daemon does),
 /// or refuses: the daemon runs.
 async fn lock_pair(sessions: &super::Sessions) -> Result<(), ScanError> {
-    let key = lock_key(&sessions.sync_name);
     for side in Side::BOTH {
-        let got: bool = sessions.side(side)[0]
-            .query_one(
-                "SELECT pg_catalog.pg_try_advisory_lock($1::int4, $2::int4)",
-                &[&LOCK_CLASS, &key],
-            )
+        let got = session::try_lock_pair(&sessions.side(side)[0], &sessions.sync_name)
             .await
-            .map_err(db(side, "taking the pair's lock"))?
-            .get(0);
+            .map_err(db(side, "taking the pair's lock"))?;
         if !got {
             return Err(ScanError::Refused(format!(
                 "the replication daemon of sync {:?} is running (it holds the pair's lock on the {side} side); \
@@ -160,50 +155,27 @@ async fn lock_pair(sessions: &super::Sessions) -> Result<(), ScanError> {
     Ok(())
 }
 
-/// The loser must write as the apply role the capture was installed for, or
-/// what sync writes would be captured and sent back.
-async fn check_apply_role(c: &Client, side: Side) -> Result<(), ScanError> {
-    let row = c
-        .query_one(
-            "SELECT session_user::pg_catalog.text, \
-                    pg_catalog.to_regclass('pgduplex.replicated_table') IS NOT NULL",
-            &[],
-        )
+/// The loser must write as the apply role the capture of this sync was
+/// installed for, or what sync writes would be captured and sent back.
+async fn check_apply_role(c: &Client, side: Side, sync: &str) -> Result<(), ScanError> {
+    match session::apply_role(c, sync)
         .await
-        .map_err(db(side, "reading the apply role"))?;
-    let session: String = row.get(0);
-    if !row.get::<_, bool>(1) {
-        // Not installed on this side: nothing captures what sync writes.
-        return Ok(());
-    }
-    let roles: Vec<String> = match c
-        .query(
-            "SELECT DISTINCT apply_role::pg_catalog.text FROM pgduplex.replicated_table",
-            &[],
-        )
-        .await
+        .map_err(db(side, "reading the apply role"))?
     {
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
-            return Err(ScanError::Refused(format!(
-                "{side}: sync connects as {session:?}, which may not read schema pgduplex: \
-                 pgduplex was installed by another role (its apply role), and what sync writes \
-                 as {session:?} would be captured and sent back; nothing was changed. \
-                 Connect as the role that ran install"
-            )))
-        }
-        r => r.map_err(db(side, "reading the apply role"))?,
-    }
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-    if let Some(other) = roles.into_iter().find(|r| *r != session) {
-        return Err(ScanError::Refused(format!(
-            "{side}: the capture was installed for apply role {other:?} but sync connects as {session:?}: \
+        // Not installed on this side: nothing captures what sync writes.
+        ApplyRole::NotInstalled | ApplyRole::Matches => Ok(()),
+        ApplyRole::NoAccess { session } => Err(ScanError::Refused(format!(
+            "{side}: sync connects as {session:?}, which may not read schema pgduplex: \
+             pgduplex was installed by another role (its apply role), and what sync writes \
+             as {session:?} would be captured and sent back; nothing was changed. \
+             Connect as the role that ran install"
+        ))),
+        ApplyRole::Other { installed, session } => Err(ScanError::Refused(format!(
+            "{side}: the capture was installed for apply role {installed:?} but sync connects as {session:?}: \
              what sync writes would be captured and sent back; nothing was changed. \
-             Connect as {other:?}, or run install again as {session:?}"
-        )));
+             Connect as {installed:?}, or run install again as {session:?}"
+        ))),
     }
-    Ok(())
 }
 
 /// `pgduplex sync`.
@@ -221,7 +193,7 @@ pub async fn run(config: &Config, options: &SyncOptions) -> Result<SyncReport, S
     }
     lock_pair(&sessions).await?;
     if !options.dry_run {
-        check_apply_role(&sessions.side(loser)[0], loser).await?;
+        check_apply_role(&sessions.side(loser)[0], loser, &sessions.sync_name).await?;
     }
     let replica = sessions.can_use_replica_role[loser as usize];
     let catalog = &sessions.catalogs[loser as usize];
@@ -544,10 +516,14 @@ impl Writer<'_> {
                 .copy_in(&format!("COPY {t} ({cols}) FROM STDIN"))
                 .await
                 .map_err(err("copying into"))?;
-            let (_, n) = crate::replicate::apply::stream_copy(out, sink)
-                .await
-                .map_err(err("copying into"))?;
-            Ok::<_, ScanError>(n)
+            match copy_pipe::pipe(out, sink, 0, |_, _| Ok::<(), ()>(())).await {
+                Ok(piped) => Ok::<_, ScanError>(piped.rows),
+                Err(PipeError::Source(e)) => {
+                    Err(db(self.winner, format!("reading {}", shape.table))(e))
+                }
+                Err(PipeError::Target(e)) => Err(err("copying into")(e)),
+                Err(PipeError::Stopped(())) => unreachable!("sync's pipe is never stopped"),
+            }
         }
         .await;
         match result {
