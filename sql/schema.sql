@@ -1,4 +1,4 @@
--- pgduplex: the objects installed once per database (schema version 3).
+-- pgduplex: the objects installed once per database (schema version 4).
 --
 -- Everything pgduplex creates lives in schema "pgduplex", except the capture
 -- triggers, which must sit on the user's tables. `uninstall` drops those triggers and
@@ -119,15 +119,29 @@ CREATE TABLE IF NOT EXISTS pgduplex.conflicts (
 -- Version 3: the initial copy's bookkeeping (`pgduplex onetimecopy`), kept on the
 -- copy's target.
 
--- One row per sync once a copy into this database has started; `finished_at` is set
--- when every replicated table is copied, so the daemon's start does not copy again.
+-- One row per sync once a copy into this database has started (state `copying`) or
+-- was settled without copying because the target held rows (`skipped`); `done`, with
+-- `finished_at`, when every replicated table is copied, so the daemon's start does
+-- not copy again. `mode` is the copy's mode (`if-empty` / `truncate`).
 CREATE TABLE IF NOT EXISTS pgduplex.copy_run (
     sync        text        PRIMARY KEY,
     source      text        NOT NULL,
     mode        text        NOT NULL,
+    state       text        NOT NULL CHECK (state IN ('copying', 'done', 'skipped')),
     started_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     finished_at timestamptz
 );
+-- Version 4 upgrade: the state had been a sentence in `mode` ('skipped: ...') and
+-- `finished_at`. A no-op where the column exists.
+ALTER TABLE pgduplex.copy_run
+    ADD COLUMN IF NOT EXISTS state text CHECK (state IN ('copying', 'done', 'skipped'));
+UPDATE pgduplex.copy_run
+   SET state = CASE WHEN mode LIKE 'skipped%' THEN 'skipped'
+                    WHEN finished_at IS NOT NULL THEN 'done'
+                    ELSE 'copying' END,
+       mode = CASE WHEN mode LIKE 'skipped%' THEN 'if-empty' ELSE mode END
+ WHERE state IS NULL;
+ALTER TABLE pgduplex.copy_run ALTER COLUMN state SET NOT NULL;
 
 -- One row per table, or per key range of a table split on its first key column
 -- ([lower_bound, upper_bound), NULL = unbounded). The plan is recorded before the
@@ -165,5 +179,5 @@ CREATE TABLE IF NOT EXISTS pgduplex.copy_saved_ddl (
     PRIMARY KEY (sync, kind, table_schema, table_name, name)
 );
 
-INSERT INTO pgduplex.meta (key, value) VALUES ('schema_version', '3')
+INSERT INTO pgduplex.meta (key, value) VALUES ('schema_version', '4')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

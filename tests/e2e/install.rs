@@ -509,3 +509,87 @@ async fn install_upgrades_a_version_2_capture_and_keeps_pending_changes() {
         .assert_code(0);
     assert_eq!(pgduplex_objects(&l).await, Vec::<String>::new());
 }
+
+/// An install of schema version 3 (the copy's state read out of a sentence in
+/// `copy_run.mode`) is brought to version 4 by the next `install`: the state gets
+/// its own column with a CHECK, each recorded copy keeps its state and progress,
+/// and pending changes are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn install_upgrades_schema_version_3_and_keeps_copy_progress_and_pending_changes() {
+    let pair = pair_with_schema().await;
+    let cfg = ConfigFile::for_pair(&pair, "");
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let l = pair.left.client().await.unwrap();
+    // What version 3 left: no state column, a skipped copy said in `mode`, a
+    // copy of another sync half done, and a change still pending.
+    l.batch_execute(
+        "ALTER TABLE pgduplex.copy_run DROP COLUMN state;
+         UPDATE pgduplex.meta SET value = '3' WHERE key = 'schema_version';
+         INSERT INTO pgduplex.copy_run (sync, source, mode, finished_at)
+           VALUES ('main', 'right', 'skipped: the target held rows', now()),
+                  ('other', 'right', 'truncate', NULL);
+         INSERT INTO pgduplex.copy_progress (sync, table_schema, table_name, part, parts, done, rows)
+           VALUES ('other', 'public', 'plain', 0, 2, true, 7), ('other', 'public', 'plain', 1, 2, false, NULL);
+         INSERT INTO plain VALUES ('pending', 1);",
+    )
+    .await
+    .unwrap();
+    let pending_before = deltas(&l, "public", "plain").await;
+    assert_eq!(pending_before.len(), 1);
+
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
+    let version: String = l
+        .query_one(
+            "SELECT value FROM pgduplex.meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "4");
+    let runs: Vec<(String, String, String, bool)> = l
+        .query(
+            "SELECT sync, mode, state, finished_at IS NOT NULL FROM pgduplex.copy_run ORDER BY sync",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("main".into(), "if-empty".into(), "skipped".into(), true),
+            ("other".into(), "truncate".into(), "copying".into(), false),
+        ]
+    );
+    let progress: Vec<(i32, bool, Option<i64>)> = l
+        .query(
+            "SELECT part, done, rows FROM pgduplex.copy_progress WHERE sync = 'other' ORDER BY part",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(progress, [(0, true, Some(7)), (1, false, None)]);
+    assert_eq!(deltas(&l, "public", "plain").await, pending_before);
+    // The state is typed in the database too.
+    let bad = l
+        .execute(
+            "UPDATE pgduplex.copy_run SET state = 'half done' WHERE sync = 'other'",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+    // status reads the state from its column.
+    let run = pgduplex_async(&cfg.path, &["status", "--format", "json"]).await;
+    let st: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(st["sides"][0]["initial_copy"]["state"], "skipped", "{st}");
+}

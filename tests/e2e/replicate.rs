@@ -339,7 +339,7 @@ async fn status_shows_install_pending_daemon_conflicts_and_copy() {
     run.assert_code(0);
     let out = &run.stdout;
     assert!(
-        out.contains("installed: schema version 3, 1 table(s) replicated"),
+        out.contains("installed: schema version 4, 1 table(s) replicated"),
         "{out}"
     );
     assert!(out.contains("pending: 2 change(s), the oldest"), "{out}");

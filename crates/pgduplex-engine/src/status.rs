@@ -12,6 +12,7 @@ use crate::pair::endpoints;
 use crate::EngineError;
 use pgduplex_pg::capture::delta_table;
 use pgduplex_pg::session;
+use pgduplex_pg::store::{self, CopyState};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -53,8 +54,8 @@ pub struct DaemonStatus {
 
 #[derive(Debug, Serialize)]
 pub struct CopyStatus {
-    /// "in progress", "done" or "skipped".
-    pub state: String,
+    /// `copying`, `done` or `skipped`.
+    pub state: CopyState,
     pub source: String,
     pub mode: String,
     pub started_at: String,
@@ -141,72 +142,29 @@ async fn read_side(
         st.pending_changes = row.get(0);
         st.oldest_pending_seconds = row.get(1);
     }
-    st.pending_truncates = c
-        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
-        .await?
-        .get(0);
+    st.pending_truncates = store::pending_truncates(c).await?;
     let holder = session::lock_holder(c, sync).await?.map(|h| h.pid);
-    if let Some(lease) = c
-        .query_opt(
-            "SELECT owner, epoch, acquired_at::text FROM pgduplex.lease WHERE sync = $1",
-            &[&sync],
-        )
-        .await?
-    {
+    if let Some(lease) = store::lease(c, sync).await? {
         st.daemon = Some(DaemonStatus {
             lock_held_by_pid: holder,
-            lease_owner: lease.get(0),
-            lease_epoch: lease.get(1),
-            lease_since: lease.get(2),
+            lease_owner: lease.owner,
+            lease_epoch: lease.epoch,
+            lease_since: lease.acquired_at,
         });
     }
-    let conflicts = c
-        .query_one(
-            "SELECT count(*), max(detected_at)::text FROM pgduplex.conflicts WHERE sync = $1",
-            &[&sync],
-        )
-        .await?;
-    st.conflicts = conflicts.get(0);
-    st.last_conflict_at = conflicts.get(1);
-    let has_copy: bool = c
-        .query_one(
-            "SELECT pg_catalog.to_regclass('pgduplex.copy_run') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    if has_copy {
-        if let Some(run) = c
-            .query_opt(
-                "SELECT source, mode, started_at::text, finished_at::text, \
-                        (SELECT count(*) FILTER (WHERE done) FROM pgduplex.copy_progress p WHERE p.sync = r.sync), \
-                        (SELECT count(*) FROM pgduplex.copy_progress p WHERE p.sync = r.sync), \
-                        (SELECT coalesce(sum(rows) FILTER (WHERE done), 0)::int8 FROM pgduplex.copy_progress p WHERE p.sync = r.sync) \
-                   FROM pgduplex.copy_run r WHERE sync = $1",
-                &[&sync],
-            )
-            .await?
-        {
-            let mode: String = run.get(1);
-            let finished_at: Option<String> = run.get(3);
-            let state = if mode.starts_with("skipped") {
-                "skipped"
-            } else if finished_at.is_some() {
-                "done"
-            } else {
-                "in progress"
-            };
-            st.initial_copy = Some(CopyStatus {
-                state: state.to_string(),
-                source: run.get(0),
-                mode,
-                started_at: run.get(2),
-                finished_at,
-                parts_done: run.get(4),
-                parts_total: run.get(5),
-                rows_copied: run.get(6),
-            });
-        }
+    (st.conflicts, st.last_conflict_at) = store::conflict_totals(c, sync).await?;
+    if let Some(run) = store::copy_run(c, sync).await? {
+        let totals = store::copy_totals(c, sync).await?;
+        st.initial_copy = Some(CopyStatus {
+            state: run.state,
+            source: run.source,
+            mode: run.mode,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            parts_done: totals.parts_done,
+            parts_total: totals.parts_total,
+            rows_copied: totals.rows_copied,
+        });
     }
     Ok(())
 }
@@ -259,15 +217,15 @@ impl Status {
                     .unwrap_or_default()
             ));
             if let Some(cp) = &s.initial_copy {
-                let detail = match cp.state.as_str() {
-                    "skipped" => "skipped: this side already held rows".to_string(),
-                    "done" => format!(
+                let detail = match cp.state {
+                    CopyState::Skipped => "skipped: this side already held rows".to_string(),
+                    CopyState::Done => format!(
                         "done at {} ({} part(s), {} row(s))",
                         cp.finished_at.as_deref().unwrap_or("?"),
                         cp.parts_total,
                         cp.rows_copied
                     ),
-                    _ => format!(
+                    CopyState::Copying => format!(
                         "in progress since {}: {} of {} part(s) done, {} row(s)",
                         cp.started_at, cp.parts_done, cp.parts_total, cp.rows_copied
                     ),

@@ -26,7 +26,7 @@ use crate::PgError;
 /// The base objects' script, run in one transaction.
 pub const SCHEMA_SQL: &str = include_str!("../../../sql/schema.sql");
 /// The version `SCHEMA_SQL` installs (recorded in `pgduplex.meta`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// What an install did on one side.
 #[derive(Clone, Debug, Default)]

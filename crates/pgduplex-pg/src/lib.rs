@@ -4,7 +4,8 @@
 //! everything pgduplex puts into a database ([`install`]), with lock-aware DDL
 //! ([`ddl`]); what every session shares: settings, the pair's lock and the
 //! apply-role check ([`session`]); the SQLSTATE retry classes and one backoff
-//! ([`retry`]); the COPY pipe between two sessions ([`copy_pipe`]).
+//! ([`retry`]); the COPY pipe between two sessions ([`copy_pipe`]); every
+//! statement on pgduplex's own state tables ([`store`]).
 
 pub mod capture;
 pub mod catalog;
@@ -17,6 +18,7 @@ pub mod install;
 pub mod params;
 pub mod retry;
 pub mod session;
+pub mod store;
 
 pub use connect::Endpoint;
 pub use ident::{quote_ident, quote_literal, TableName};

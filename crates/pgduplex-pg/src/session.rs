@@ -180,6 +180,8 @@ mod tests {
     #[test]
     fn the_lock_key_never_changes() {
         assert_eq!(LOCK_CLASS, 1_885_824_120);
+        // "main" is the default sync name.
+        assert_eq!(lock_key("main"), 1_787_879_944);
         assert_eq!(lock_key("default"), 322_657_246);
         assert_eq!(lock_key(""), 0x011c_9dc5);
         assert_eq!(lock_key("shop"), 675_799_209);

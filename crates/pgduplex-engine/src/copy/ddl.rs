@@ -7,20 +7,15 @@
 //! the saved rows on its next run and restores them.
 
 use pgduplex_pg::ddl::{run_with_lock_retry, Bound, LockRetry};
+use pgduplex_pg::store;
 use pgduplex_pg::{quote_ident, Endpoint, TableName};
 use tokio_postgres::Client;
 
 use super::CopyError;
 use pgduplex_config::Side;
 
-/// One saved definition.
-#[derive(Clone, Debug)]
-pub struct Saved {
-    pub kind: String,
-    pub table: TableName,
-    pub name: String,
-    pub definition: String,
-}
+/// A definition dropped for the copy and saved on the target.
+pub use pgduplex_pg::store::SavedDdl as Saved;
 
 fn db(side: Side, context: &str) -> impl FnOnce(tokio_postgres::Error) -> CopyError + '_ {
     move |source| CopyError::Db {
@@ -119,17 +114,10 @@ pub async fn save_and_drop(
                 quote_ident(&s.name)
             )
         };
+        let params = store::save_ddl_params(&sync, s);
         let record = Bound {
-            sql: "INSERT INTO pgduplex.copy_saved_ddl (sync, kind, table_schema, table_name, name, definition) \
-                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            params: &[
-                &sync,
-                &s.kind,
-                &s.table.schema,
-                &s.table.name,
-                &s.name,
-                &s.definition,
-            ],
+            sql: store::SAVE_DDL_SQL,
+            params: &params,
         };
         run_with_lock_retry(
             client,
@@ -147,35 +135,15 @@ pub async fn save_and_drop(
 
 /// The definitions saved by this or an earlier (killed) copy.
 pub async fn saved(client: &Client, side: Side, sync: &str) -> Result<Vec<Saved>, CopyError> {
-    let rows = client
-        .query(
-            "SELECT kind, table_schema, table_name, name, definition FROM pgduplex.copy_saved_ddl \
-              WHERE sync = $1 ORDER BY kind DESC, table_schema, table_name, name",
-            &[&sync],
-        )
+    store::saved_ddl(client, sync)
         .await
-        .map_err(db(side, "reading saved definitions"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Saved {
-            kind: r.get(0),
-            table: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-            name: r.get(3),
-            definition: r.get(4),
-        })
-        .collect())
+        .map_err(db(side, "reading saved definitions"))
 }
 
 async fn forget(client: &Client, side: Side, sync: &str, s: &Saved) -> Result<(), CopyError> {
-    client
-        .execute(
-            "DELETE FROM pgduplex.copy_saved_ddl WHERE sync = $1 AND kind = $2 AND table_schema = $3 \
-               AND table_name = $4 AND name = $5",
-            &[&sync, &s.kind, &s.table.schema, &s.table.name, &s.name],
-        )
+    store::forget_saved_ddl(client, sync, s)
         .await
-        .map_err(db(side, "forgetting a restored definition"))?;
-    Ok(())
+        .map_err(db(side, "forgetting a restored definition"))
 }
 
 /// Rebuilds one saved index (unless it exists again) and forgets it, in one
@@ -207,13 +175,9 @@ async fn restore_index(
                 source,
             })?;
     }
-    tx.execute(
-        "DELETE FROM pgduplex.copy_saved_ddl WHERE sync = $1 AND kind = $2 AND table_schema = $3 \
-           AND table_name = $4 AND name = $5",
-        &[&sync, &s.kind, &s.table.schema, &s.table.name, &s.name],
-    )
-    .await
-    .map_err(db(side, "forgetting a rebuilt index"))?;
+    store::forget_saved_ddl(&tx, sync, s)
+        .await
+        .map_err(db(side, "forgetting a rebuilt index"))?;
     tx.commit()
         .await
         .map_err(db(side, "committing an index rebuild"))?;

@@ -51,6 +51,7 @@ use pgduplex_pg::catalog::{foreign_key_order, KeySource, Table, TableKind};
 // daemon's session settings (the rows travel as COPY text).
 use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::session::{self, SEARCH_PATH};
+use pgduplex_pg::store;
 use pgduplex_pg::{quote_literal, Endpoint, PgError, TableName};
 use regex::Regex;
 use tokio_postgres::Client;
@@ -335,7 +336,10 @@ pub async fn ensure_initial_copy(
     let target = options.from.other();
     let endpoint = if target == Side::Left { l } else { r };
     let client = connect(&endpoint, target, "").await?;
-    if let Some(run) = read_run(&client, target, &config.replication.sync).await? {
+    if let Some(run) = store::copy_run(&client, &config.replication.sync)
+        .await
+        .map_err(db(target, "reading the copy's record"))?
+    {
         if let Some(finished_at) = run.finished_at {
             tracing::info!(%finished_at, "initial copy already done");
             return Ok(CopyOutcome::AlreadyDone { finished_at });
@@ -347,15 +351,14 @@ pub async fn ensure_initial_copy(
         Err(err @ CopyError::NotEmpty { .. }) => {
             // Settled for this pair: a later start must not copy into tables an
             // application emptied since (replication is under way).
-            client
-                .execute(
-                    "INSERT INTO pgduplex.copy_run (sync, source, mode, finished_at) \
-                     VALUES ($1, $2, 'skipped: the target held rows', pg_catalog.now()) \
-                     ON CONFLICT (sync) DO NOTHING",
-                    &[&config.replication.sync, &options.from.as_str()],
-                )
-                .await
-                .map_err(db(target, "recording that no copy was made"))?;
+            store::record_copy_skipped(
+                &client,
+                &config.replication.sync,
+                options.from.as_str(),
+                options.mode.as_str(),
+            )
+            .await
+            .map_err(db(target, "recording that no copy was made"))?;
             Ok(CopyOutcome::TargetNotEmpty {
                 error: crate::error_chain(&err),
             })
@@ -386,40 +389,6 @@ pub(crate) async fn connect(
     Ok(client)
 }
 
-struct RunRecord {
-    started_at: String,
-    finished_at: Option<String>,
-}
-
-async fn has_copy_tables(client: &Client, side: Side) -> Result<bool, CopyError> {
-    Ok(client
-        .query_one(
-            "SELECT pg_catalog.to_regclass('pgduplex.copy_run') IS NOT NULL \
-                AND pg_catalog.to_regclass('pgduplex.copy_progress') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(db(side, "looking for the copy's records"))?
-        .get(0))
-}
-
-async fn read_run(client: &Client, side: Side, sync: &str) -> Result<Option<RunRecord>, CopyError> {
-    if !has_copy_tables(client, side).await? {
-        return Ok(None);
-    }
-    let row = client
-        .query_opt(
-            "SELECT started_at::text, finished_at::text FROM pgduplex.copy_run WHERE sync = $1",
-            &[&sync],
-        )
-        .await
-        .map_err(db(side, "reading the copy's record"))?;
-    Ok(row.map(|r| RunRecord {
-        started_at: r.get(0),
-        finished_at: r.get(1),
-    }))
-}
-
 /// A progress row.
 #[derive(Clone, Debug)]
 struct Recorded {
@@ -433,30 +402,20 @@ async fn read_progress(
     sync: &str,
 ) -> Result<HashMap<TableName, Vec<Recorded>>, CopyError> {
     let mut out: HashMap<TableName, Vec<Recorded>> = HashMap::new();
-    if !has_copy_tables(client, side).await? {
-        return Ok(out);
-    }
-    let rows = client
-        .query(
-            "SELECT table_schema, table_name, part, parts, key_column, lower_bound, upper_bound, done \
-               FROM pgduplex.copy_progress WHERE sync = $1 ORDER BY 1, 2, 3",
-            &[&sync],
-        )
+    for p in store::copy_parts(client, sync)
         .await
-        .map_err(db(side, "reading the copy's progress"))?;
-    for r in rows {
-        out.entry(TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
-            .or_default()
-            .push(Recorded {
-                part: Part {
-                    part: r.get(2),
-                    parts: r.get(3),
-                    key_column: r.get(4),
-                    lower: r.get(5),
-                    upper: r.get(6),
-                },
-                done: r.get(7),
-            });
+        .map_err(db(side, "reading the copy's progress"))?
+    {
+        out.entry(p.table).or_default().push(Recorded {
+            part: Part {
+                part: p.part,
+                parts: p.parts,
+                key_column: p.key_column,
+                lower: p.lower,
+                upper: p.upper,
+            },
+            done: p.done,
+        });
     }
     Ok(out)
 }
@@ -628,7 +587,9 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
     session::pin_settings(target_client, SEARCH_PATH)
         .await
         .map_err(db(target_side, "setting up the session"))?;
-    let run_record = read_run(target_client, target_side, &sync).await?;
+    let run_record = store::copy_run(target_client, &sync)
+        .await
+        .map_err(db(target_side, "reading the copy's record"))?;
     let mut recorded = read_progress(target_client, target_side, &sync).await?;
     // A finished copy run again with --mode truncate starts over.
     let restart = options.mode == CopyMode::Truncate
@@ -868,31 +829,32 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
             .await
             .map_err(db(target_side, "recording the copy's plan"))?;
         if restart {
-            let names_s: Vec<&str> = sel_names.iter().map(|n| n.schema.as_str()).collect();
-            let names_t: Vec<&str> = sel_names.iter().map(|n| n.name.as_str()).collect();
-            tx.execute(
-                "DELETE FROM pgduplex.copy_progress p USING ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) u(s, t) \
-                  WHERE p.sync = $1 AND p.table_schema = u.s AND p.table_name = u.t",
-                &[&sync, &names_s, &names_t],
-            )
-            .await
-            .map_err(db(target_side, "clearing the finished copy's progress"))?;
+            store::forget_copy_parts(&tx, &sync, &sel_names)
+                .await
+                .map_err(db(target_side, "clearing the finished copy's progress"))?;
         }
-        tx.execute(
-            "INSERT INTO pgduplex.copy_run (sync, source, mode) VALUES ($1, $2, $3) \
-             ON CONFLICT (sync) DO UPDATE SET finished_at = CASE WHEN $4 THEN NULL ELSE pgduplex.copy_run.finished_at END",
-            &[&sync, &source_side.as_str(), &options.mode.as_str(), &restart],
+        store::record_copy_started(
+            &tx,
+            &sync,
+            source_side.as_str(),
+            options.mode.as_str(),
+            restart,
         )
         .await
         .map_err(db(target_side, "recording the copy"))?;
         for (name, p) in &new_records {
-            tx.execute(
-                "INSERT INTO pgduplex.copy_progress (sync, table_schema, table_name, part, parts, key_column, lower_bound, upper_bound) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&sync, &name.schema, &name.name, &p.part, &p.parts, &p.key_column, &p.lower, &p.upper],
-            )
-            .await
-            .map_err(db(target_side, "recording the copy's plan"))?;
+            let part = store::CopyPart {
+                table: name.clone(),
+                part: p.part,
+                parts: p.parts,
+                key_column: p.key_column.clone(),
+                lower: p.lower,
+                upper: p.upper,
+                done: false,
+            };
+            store::record_copy_part(&tx, &sync, &part)
+                .await
+                .map_err(db(target_side, "recording the copy's plan"))?;
             recorded.entry(name.clone()).or_default().push(Recorded {
                 part: p.clone(),
                 done: false,
@@ -1130,11 +1092,7 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
             .is_some_and(|v| !v.is_empty() && v.iter().all(|r| r.done))
     });
     if summary.complete {
-        client
-            .execute(
-                "UPDATE pgduplex.copy_run SET finished_at = pg_catalog.now() WHERE sync = $1 AND finished_at IS NULL",
-                &[&sync],
-            )
+        store::record_copy_done(&client, &sync)
             .await
             .map_err(db(target_side, "recording the end of the copy"))?;
     }
@@ -1592,24 +1550,18 @@ impl Shared {
         if let Ok(rows) = result {
             let rows_i = rows as i64;
             let bytes_i = bytes as i64;
-            result = tgt
-                .execute(
-                    "UPDATE pgduplex.copy_progress SET done = true, rows = $5, bytes = $6, snapshot = $7, \
-                            copied_at = pg_catalog.now() \
-                      WHERE sync = $1 AND table_schema = $2 AND table_name = $3 AND part = $4",
-                    &[
-                        &self.sync,
-                        &job.target.name.schema,
-                        &job.target.name.name,
-                        &unit.part.part,
-                        &rows_i,
-                        &bytes_i,
-                        &snapshot_text,
-                    ],
-                )
-                .await
-                .map_err(unit_err(target_side))
-                .map(|_| rows);
+            result = store::record_copy_part_done(
+                &*tgt,
+                &self.sync,
+                &job.target.name,
+                unit.part.part,
+                rows_i,
+                bytes_i,
+                &snapshot_text,
+            )
+            .await
+            .map_err(unit_err(target_side))
+            .map(|_| rows);
         }
         let result = match result {
             Ok(rows) => tgt

@@ -12,6 +12,7 @@ use pgduplex_pg::capture::APPLYING_SETTING;
 use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::copytext;
 use pgduplex_pg::retry::RetryClass;
+use pgduplex_pg::store;
 use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
@@ -361,40 +362,19 @@ pub(crate) async fn log_conflicts<C: tokio_postgres::GenericClient>(
     plans: &[TablePlan],
     conflicts: &[Conflict],
 ) -> Result<(), tokio_postgres::Error> {
-    if conflicts.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx
-        .prepare(
-            "INSERT INTO pgduplex.conflicts (sync, table_schema, table_name, key, kind, left_row, right_row, \
-               left_changed_at, right_changed_at, policy, winner) \
-             VALUES ($1, $2, $3, $4::text::jsonb, $5, $6::text::jsonb, $7::text::jsonb, \
-               pg_catalog.to_timestamp($8::float8 / 1000000), pg_catalog.to_timestamp($9::float8 / 1000000), $10, $11)",
-        )
-        .await?;
-    for c in conflicts {
-        let plan = &plans[c.plan];
-        let key = c.key.as_ref().map(json_key);
-        let at = c.changed_at.map(|a| a.map(|v| v as f64));
-        tx.execute(
-            &stmt,
-            &[
-                &sync,
-                &plan.name.schema,
-                &plan.name.name,
-                &key,
-                &c.kind,
-                &c.rows[0],
-                &c.rows[1],
-                &at[0],
-                &at[1],
-                &c.policy.as_str(),
-                &c.winner.as_str(),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
+    let records: Vec<store::ConflictRecord<'_>> = conflicts
+        .iter()
+        .map(|c| store::ConflictRecord {
+            table: &plans[c.plan].name,
+            key: c.key.as_ref().map(json_key),
+            kind: c.kind,
+            rows: [&c.rows[0], &c.rows[1]],
+            changed_at: c.changed_at.map(|a| a.map(|v| v as f64)),
+            policy: c.policy.as_str(),
+            winner: c.winner.as_str(),
+        })
+        .collect();
+    store::log_conflicts(tx, sync, &records).await
 }
 
 /// Finds the target's deltas of the staged keys that were neither read by the
@@ -681,13 +661,7 @@ async fn apply_in(
         setup.push_str(" SET LOCAL session_replication_role = replica;");
     }
     tx.batch_execute(&setup).await?;
-    let lease = tx
-        .query_opt(
-            "SELECT epoch FROM pgduplex.lease WHERE sync = $1 FOR SHARE",
-            &[&ctx.sync],
-        )
-        .await?;
-    if lease.map(|r| r.get::<_, i64>(0)) != Some(ctx.epoch) {
+    if store::lease_epoch_for_share(tx, ctx.sync).await? != Some(ctx.epoch) {
         return Err(ReplError::LeaseLost(dir.target));
     }
 
@@ -805,16 +779,7 @@ async fn apply_in(
     // order it would come after these writes, so they wait for the next cycle.
     let ids: Vec<i32> = staged.iter().map(|&i| plans[i].id_of(dir.target)).collect();
     let seen: Vec<i64> = ctx.target_read.truncates.iter().map(|t| t.seq).collect();
-    if !ids.is_empty()
-        && tx
-            .query_opt(
-                "SELECT 1 FROM pgduplex.truncate_log WHERE table_id = ANY($1::int4[]) \
-                   AND NOT (seq = ANY($2::int8[])) LIMIT 1",
-                &[&ids, &seen],
-            )
-            .await?
-            .is_some()
-    {
+    if !ids.is_empty() && store::truncated_since(tx, &ids, &seen).await? {
         return Ok(Some(format!(
             "the {} side truncated a table while it was applied",
             dir.target
@@ -839,11 +804,7 @@ async fn apply_in(
         }
     }
     if !dir.own_truncates_consumed.is_empty() {
-        tx.execute(
-            "DELETE FROM pgduplex.truncate_log WHERE seq = ANY($1::int8[])",
-            &[&dir.own_truncates_consumed],
-        )
-        .await?;
+        store::forget_truncates(tx, &dir.own_truncates_consumed).await?;
     }
     log_conflicts(tx, ctx.sync, plans, &dir.conflicts).await?;
     log_conflicts(tx, ctx.sync, plans, &late).await?;
@@ -861,11 +822,7 @@ async fn apply_in(
     let mut all: Vec<i64> = applied.ledger.iter().flatten().copied().collect();
     all.extend(&applied.truncate_seqs);
     if !all.is_empty() {
-        tx.execute(
-            "INSERT INTO pgduplex.applied (sync, source, batch, seqs) VALUES ($1, $2, $3, $4)",
-            &[&ctx.sync, &dir.source.as_str(), &ctx.batch, &all],
-        )
-        .await?;
+        store::record_applied(tx, ctx.sync, dir.source.as_str(), ctx.batch, &all).await?;
         applied.batch = Some(ctx.batch);
     }
     Ok(None)

@@ -40,7 +40,7 @@ use pgduplex_config::{Config, ConflictPolicy, Side};
 use pgduplex_pg::catalog::{column_diff, foreign_key_order, Column};
 use pgduplex_pg::install::installed_tables;
 use pgduplex_pg::retry::{Backoff, RetryClass};
-use pgduplex_pg::session;
+use pgduplex_pg::{session, store};
 use pgduplex_pg::{Endpoint, TableName};
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -322,16 +322,7 @@ impl Replicator {
         }
         let mut epoch = [0i64; 2];
         for c in &conns {
-            epoch[idx(c.side)] = c
-                .apply
-                .query_one(
-                    "INSERT INTO pgduplex.lease (sync, owner, epoch) VALUES ($1, $2, 1) \
-                     ON CONFLICT (sync) DO UPDATE SET owner = EXCLUDED.owner, epoch = pgduplex.lease.epoch + 1, \
-                       acquired_at = pg_catalog.now() RETURNING epoch",
-                    &[&sync, &self.owner],
-                )
-                .await?
-                .get(0);
+            epoch[idx(c.side)] = store::take_lease(&c.apply, &sync, &self.owner).await?;
         }
         if !self.initial_copy(shutdown).await? {
             return Ok(());
@@ -643,16 +634,9 @@ impl Replicator {
         let sync = &self.config.replication.sync;
         for source in Side::BOTH {
             let (src, tgt) = (&conns[idx(source)], &conns[idx(source.other())]);
-            let rows = tgt
-                .apply
-                .query(
-                    "SELECT batch, seqs FROM pgduplex.applied WHERE sync = $1 AND source = $2 ORDER BY batch",
-                    &[sync, &source.as_str()],
-                )
-                .await?;
-            for r in rows {
-                let batch: i64 = r.get(0);
-                let seqs: Vec<i64> = r.get(1);
+            for store::AppliedBatch { batch, seqs } in
+                store::applied_batches(&tgt.apply, sync, source.as_str()).await?
+            {
                 tracing::info!(
                     "{source}: {} change(s) were applied to {} before the last stop but not yet removed; removing them",
                     seqs.len(),
@@ -689,12 +673,7 @@ impl Replicator {
                 }
             }
             if !truncate_seqs.is_empty() {
-                src.apply
-                    .execute(
-                        "DELETE FROM pgduplex.truncate_log WHERE seq = ANY($1::int8[])",
-                        &[&truncate_seqs],
-                    )
-                    .await?;
+                store::forget_truncates(&src.apply, truncate_seqs).await?;
             }
             Ok::<_, tokio_postgres::Error>(())
         }
@@ -726,7 +705,7 @@ impl Replicator {
             .iter()
             .map(|p| format!("EXISTS (SELECT 1 FROM {})", p.delta_of(side).quoted()))
             .collect();
-        parts.push("EXISTS (SELECT 1 FROM pgduplex.truncate_log)".into());
+        parts.push(store::TRUNCATE_PENDING_SQL.into());
         format!("SELECT ARRAY[{}]", parts.join(", "))
     }
 
@@ -776,31 +755,23 @@ impl Replicator {
         }
         let mut bound = i64::MAX;
         if pending[n] {
-            let rows = read_client
-                .query(
-                    "SELECT seq, table_id, truncated_schema, truncated_table, txid, \
-                       (pg_catalog.date_part('epoch', captured_at) * 1000000)::int8 \
-                       FROM pgduplex.truncate_log ORDER BY seq LIMIT 1001",
-                    &[],
-                )
-                .await?;
-            for (k, r) in rows.iter().enumerate() {
+            let rows = store::truncates(read_client, 1001).await?;
+            for (k, t) in rows.into_iter().enumerate() {
                 if k == 1000 {
                     // Deltas after an unread TRUNCATE wait for it.
-                    bound = r.get(0);
+                    bound = t.seq;
                     read.cut = true;
                     break;
                 }
-                let id: i32 = r.get(1);
-                let Some(plan) = plans.iter().position(|p| p.id_of(side) == id) else {
+                let Some(plan) = plans.iter().position(|p| p.id_of(side) == t.table_id) else {
                     continue;
                 };
                 read.truncates.push(TruncateEvent {
-                    seq: r.get(0),
+                    seq: t.seq,
                     plan,
-                    relation: TableName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
-                    txid: r.get(4),
-                    at: r.get(5),
+                    relation: t.relation,
+                    txid: t.txid,
+                    at: t.captured_micros,
                 });
             }
         }
@@ -1147,12 +1118,7 @@ impl Replicator {
 /// Deletes the ledger row of `source`'s batch `batch` on the target (`tgt`, the
 /// other side), once that batch's source deltas are gone for good.
 async fn forget_batch(tgt: &Conn, sync: &str, source: Side, batch: i64) -> Result<(), ReplError> {
-    tgt.apply
-        .execute(
-            "DELETE FROM pgduplex.applied WHERE sync = $1 AND source = $2 AND batch = $3",
-            &[&sync, &source.as_str(), &batch],
-        )
-        .await?;
+    store::forget_applied(&tgt.apply, sync, source.as_str(), batch).await?;
     Ok(())
 }
 
