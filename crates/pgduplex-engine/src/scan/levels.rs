@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{pin_mut, StreamExt};
 use pgduplex_config::Side;
+use pgduplex_pg::catalog::Catalog;
 use pgduplex_pg::session;
 use pgduplex_pg::TableName;
 use tokio_postgres::Client;
@@ -28,6 +29,10 @@ pub const KEEP_LIMIT: usize = 100_000;
 const LOOKUP_BATCH: usize = 1000;
 /// Differing keys listed per table with `--details`.
 pub const DETAIL_LIMIT: usize = 1000;
+
+/// A unit of level 1: a relation, the part of it to sum, and its size in blocks
+/// (for the progress).
+type Unit = (TableName, Chunk, i64);
 
 /// Per side: a count and a hash sum per bucket.
 struct Sums {
@@ -175,22 +180,7 @@ async fn side_sums(
     let clients = sessions.side(side);
     let catalog = &sessions.catalogs[side as usize];
     let lead = &clients[0];
-    // Block ranges need TID range scans (PostgreSQL 14).
-    let units: Vec<(TableName, Chunk, i64)> = if catalog.server_version_num >= 140000 {
-        let mut units = Vec::new();
-        for (rel, blocks) in leaves(lead, side, &shape.table).await? {
-            let n = (blocks / CHUNK_BLOCKS).max(0) + 1;
-            for i in 0..n {
-                let from = i * CHUNK_BLOCKS;
-                let to = (i + 1 < n).then_some(from + CHUNK_BLOCKS);
-                let size = to.unwrap_or(blocks.max(from)) - from;
-                units.push((rel.clone(), Chunk::Blocks { from, to }, size));
-            }
-        }
-        units
-    } else {
-        vec![(shape.table.clone(), Chunk::Whole, 0)]
-    };
+    let units = units(lead, side, catalog, shape).await?;
     progress.add_blocks(units.iter().map(|u| u.2).sum());
     let workers = clients.len().min(units.len()).max(1);
     let queue = std::sync::Mutex::new(units.into_iter().collect::<std::collections::VecDeque<_>>());
@@ -209,61 +199,15 @@ async fn side_sums(
             None
         };
         let work = (0..workers).map(|w| {
-            let client = &clients[w];
-            let queue = &queue;
-            let snapshot = snapshot.clone();
-            async move {
-                if w > 0 {
-                    client
-                        .batch_execute(&format!(
-                            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                            pgduplex_pg::quote_literal(snapshot.as_deref().unwrap_or_default())
-                        ))
-                        .await
-                        .map_err(db(side, "importing the scan's snapshot"))?;
-                }
-                let mut sums = Sums {
-                    rows: 0,
-                    buckets: vec![(0, 0); shape.mask as usize + 1],
-                };
-                loop {
-                    let unit = queue.lock().expect("queue").pop_front();
-                    let Some((rel, chunk, size)) = unit else { break };
-                    let q = shape.bucket_sums(&rel, &chunk);
-                    let rows = match &chunk {
-                        Chunk::Whole => client.query(&q, &[]).await,
-                        Chunk::Blocks { from, to: None } => {
-                            client.query(&q, &[&sql::block_tid(*from)]).await
-                        }
-                        Chunk::Blocks { from, to: Some(to) } => {
-                            client
-                                .query(&q, &[&sql::block_tid(*from), &sql::block_tid(*to)])
-                                .await
-                        }
-                    }
-                    .map_err(db(side, format!("summing the rows of {}", shape.table)))?;
-                    for row in rows {
-                        let b: i32 = row.get(0);
-                        let n: i64 = row.get(1);
-                        let h: String = row.get(2);
-                        let h: i128 = h.parse().map_err(|_| {
-                            ScanError::Refused(format!("{side}: unexpected hash sum {h:?}"))
-                        })?;
-                        let slot = &mut sums.buckets[b as usize];
-                        slot.0 += n;
-                        slot.1 = slot.1.wrapping_add(h);
-                        sums.rows += n as u64;
-                    }
-                    progress.blocks_done(size);
-                }
-                if w > 0 {
-                    client
-                        .batch_execute("COMMIT")
-                        .await
-                        .map_err(db(side, "ending the scan's snapshot"))?;
-                }
-                Ok::<_, ScanError>(sums)
-            }
+            worker_sums(
+                w,
+                &clients[w],
+                &queue,
+                snapshot.as_deref(),
+                side,
+                shape,
+                progress,
+            )
         });
         let parts = futures_util::future::try_join_all(work).await?;
         let mut total = Sums {
@@ -286,6 +230,96 @@ async fn side_sums(
     let total = result?;
     end.map_err(db(side, "ending the scan's snapshot"))?;
     Ok(total)
+}
+
+/// The units of level 1 on one side, `(relation, chunk, blocks)`: each leaf cut
+/// into ranges of [`CHUNK_BLOCKS`], or the whole table before PostgreSQL 14.
+async fn units(
+    lead: &Client,
+    side: Side,
+    catalog: &Catalog,
+    shape: &Shape,
+) -> Result<Vec<Unit>, ScanError> {
+    // Block ranges need TID range scans (PostgreSQL 14).
+    Ok(if catalog.server_version_num >= 140000 {
+        let mut units = Vec::new();
+        for (rel, blocks) in leaves(lead, side, &shape.table).await? {
+            let n = (blocks / CHUNK_BLOCKS).max(0) + 1;
+            for i in 0..n {
+                let from = i * CHUNK_BLOCKS;
+                let to = (i + 1 < n).then_some(from + CHUNK_BLOCKS);
+                let size = to.unwrap_or(blocks.max(from)) - from;
+                units.push((rel.clone(), Chunk::Blocks { from, to }, size));
+            }
+        }
+        units
+    } else {
+        vec![(shape.table.clone(), Chunk::Whole, 0)]
+    })
+}
+
+/// One session's share of level 1: sums the units it takes from `queue` until
+/// none is left. Sessions other than the lead (`w > 0`) import the lead's
+/// snapshot first and end their transaction after.
+async fn worker_sums(
+    w: usize,
+    client: &Client,
+    queue: &std::sync::Mutex<std::collections::VecDeque<Unit>>,
+    snapshot: Option<&str>,
+    side: Side,
+    shape: &Shape,
+    progress: &ScanProgress,
+) -> Result<Sums, ScanError> {
+    if w > 0 {
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                pgduplex_pg::quote_literal(snapshot.unwrap_or_default())
+            ))
+            .await
+            .map_err(db(side, "importing the scan's snapshot"))?;
+    }
+    let mut sums = Sums {
+        rows: 0,
+        buckets: vec![(0, 0); shape.mask as usize + 1],
+    };
+    loop {
+        let unit = queue.lock().expect("queue").pop_front();
+        let Some((rel, chunk, size)) = unit else {
+            break;
+        };
+        let q = shape.bucket_sums(&rel, &chunk);
+        let rows = match &chunk {
+            Chunk::Whole => client.query(&q, &[]).await,
+            Chunk::Blocks { from, to: None } => client.query(&q, &[&sql::block_tid(*from)]).await,
+            Chunk::Blocks { from, to: Some(to) } => {
+                client
+                    .query(&q, &[&sql::block_tid(*from), &sql::block_tid(*to)])
+                    .await
+            }
+        }
+        .map_err(db(side, format!("summing the rows of {}", shape.table)))?;
+        for row in rows {
+            let b: i32 = row.get(0);
+            let n: i64 = row.get(1);
+            let h: String = row.get(2);
+            let h: i128 = h
+                .parse()
+                .map_err(|_| ScanError::Refused(format!("{side}: unexpected hash sum {h:?}")))?;
+            let slot = &mut sums.buckets[b as usize];
+            slot.0 += n;
+            slot.1 = slot.1.wrapping_add(h);
+            sums.rows += n as u64;
+        }
+        progress.blocks_done(size);
+    }
+    if w > 0 {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(db(side, "ending the scan's snapshot"))?;
+    }
+    Ok(sums)
 }
 
 /// One listed row of level 2.

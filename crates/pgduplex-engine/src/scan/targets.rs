@@ -117,28 +117,7 @@ pub(super) async fn targets(
         .collect();
     names.sort();
     names.dedup();
-    let mut installed: [HashMap<TableName, i32>; 2] = [HashMap::new(), HashMap::new()];
-    for (i, side) in [Side::Left, Side::Right].into_iter().enumerate() {
-        let c = &sessions.side(side)[0];
-        let tables = match pgduplex_pg::install::installed_tables(c).await {
-            Ok(t) => t,
-            Err(e)
-                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
-            {
-                tracing::warn!(
-                    "{side}: this role may not read schema pgduplex: keys that differ are not looked \
-                     at again while replication runs (connect as the role that ran install)"
-                );
-                Vec::new()
-            }
-            Err(source) => return Err(ScanError::Pg { side, source }),
-        };
-        for t in tables {
-            if t.sync == sessions.sync_name {
-                installed[i].insert(t.table, t.id);
-            }
-        }
-    }
+    let installed = installed_ids(sessions).await?;
     let mut out = Vec::new();
     for name in names {
         let (l, r) = (lc.table(&name), rc.table(&name));
@@ -150,50 +129,8 @@ pub(super) async fn targets(
         });
         let (shape, problem, only_on) = match (l, r) {
             (Some(l), Some(r)) => {
-                let diffs: Vec<String> = column_diff(&l.columns, &r.columns)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                // Compared: the columns both sides have alike (generated ones are
-                // computed by each side from the others).
-                let columns: Vec<ScanColumn> = scan_columns(l)
-                    .into_iter()
-                    .filter(|c| {
-                        r.column(&c.name)
-                            .is_some_and(|o| !o.generated && o.type_name == c.type_name)
-                    })
-                    .collect();
-                let key = match (&l.key, &r.key) {
-                    (Some(a), Some(b)) if a.columns == b.columns => a
-                        .columns
-                        .iter()
-                        .map(|k| columns.iter().find(|c| &c.name == k).cloned())
-                        .collect::<Option<Vec<_>>>(),
-                    _ => None,
-                };
-                // Bucket sizing only: `reltuples` is unknown before a first
-                // ANALYZE; the size is a floor then.
-                let rows = [l, r]
-                    .iter()
-                    .map(|t| t.estimated_rows.max(t.size_bytes / 200))
-                    .max()
-                    .unwrap_or(0);
-                let problem = (!diffs.is_empty()).then(|| {
-                    format!(
-                        "the definitions differ ({}); the other columns were compared",
-                        diffs.join("; ")
-                    )
-                });
-                (
-                    Shape {
-                        table: name.clone(),
-                        columns,
-                        key,
-                        mask: sql::mask_for(rows),
-                    },
-                    problem,
-                    None,
-                )
+                let (shape, problem) = on_both_sides(&name, l, r);
+                (shape, problem, None)
             }
             (Some(t), None) | (None, Some(t)) => {
                 let side = if l.is_some() { Side::Left } else { Side::Right };
@@ -218,4 +155,80 @@ pub(super) async fn targets(
         });
     }
     Ok(out)
+}
+
+/// The tables of this sync whose capture is installed, with their ids, on each
+/// side (none on a side whose role may not read schema pgduplex).
+async fn installed_ids(sessions: &Sessions) -> Result<[HashMap<TableName, i32>; 2], ScanError> {
+    let mut installed: [HashMap<TableName, i32>; 2] = [HashMap::new(), HashMap::new()];
+    for (i, side) in [Side::Left, Side::Right].into_iter().enumerate() {
+        let c = &sessions.side(side)[0];
+        let tables = match pgduplex_pg::install::installed_tables(c).await {
+            Ok(t) => t,
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                tracing::warn!(
+                    "{side}: this role may not read schema pgduplex: keys that differ are not looked \
+                     at again while replication runs (connect as the role that ran install)"
+                );
+                Vec::new()
+            }
+            Err(source) => return Err(ScanError::Pg { side, source }),
+        };
+        for t in tables {
+            if t.sync == sessions.sync_name {
+                installed[i].insert(t.table, t.id);
+            }
+        }
+    }
+    Ok(installed)
+}
+
+/// What to compare of table `name`, present on both sides: its shape, and the
+/// definitions' differences as a problem.
+fn on_both_sides(name: &TableName, l: &Table, r: &Table) -> (Shape, Option<String>) {
+    let diffs: Vec<String> = column_diff(&l.columns, &r.columns)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Compared: the columns both sides have alike (generated ones are
+    // computed by each side from the others).
+    let columns: Vec<ScanColumn> = scan_columns(l)
+        .into_iter()
+        .filter(|c| {
+            r.column(&c.name)
+                .is_some_and(|o| !o.generated && o.type_name == c.type_name)
+        })
+        .collect();
+    let key = match (&l.key, &r.key) {
+        (Some(a), Some(b)) if a.columns == b.columns => a
+            .columns
+            .iter()
+            .map(|k| columns.iter().find(|c| &c.name == k).cloned())
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    };
+    // Bucket sizing only: `reltuples` is unknown before a first
+    // ANALYZE; the size is a floor then.
+    let rows = [l, r]
+        .iter()
+        .map(|t| t.estimated_rows.max(t.size_bytes / 200))
+        .max()
+        .unwrap_or(0);
+    let problem = (!diffs.is_empty()).then(|| {
+        format!(
+            "the definitions differ ({}); the other columns were compared",
+            diffs.join("; ")
+        )
+    });
+    (
+        Shape {
+            table: name.clone(),
+            columns,
+            key,
+            mask: sql::mask_for(rows),
+        },
+        problem,
+    )
 }
