@@ -67,6 +67,7 @@ pub enum ScanError {
     Refused(String),
 }
 
+/// Turns a driver error on `side` into [`ScanError::Db`], saying what was being done.
 fn db(side: Side, context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ScanError {
     let context = context.into();
     move |source| ScanError::Db {
