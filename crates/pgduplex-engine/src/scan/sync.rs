@@ -23,9 +23,12 @@ use pgduplex_pg::{quote_ident, TableName};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::levels::{key_arrays, DETAIL_LIMIT};
 use super::progress::{ScanProgress, Style};
+use super::report::{Diff, DiffKind};
 use super::sql::Shape;
-use super::{db, key_arrays, Diff, DiffKind, ScanError, Target, DETAIL_LIMIT};
+use super::targets::Target;
+use super::{db, ScanError};
 use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::session::{self, ApplyRole};
 
@@ -92,7 +95,7 @@ impl SyncReport {
             },
             self.winner
         );
-        let width = super::name_width(self.tables.iter().map(|t| t.table.as_str()));
+        let width = super::report::name_width(self.tables.iter().map(|t| t.table.as_str()));
         out.push_str(&format!(
             "{:<width$}  {:>9}  {:>9}  {:>9}\n",
             "table", "inserted", "updated", "deleted"
@@ -139,7 +142,7 @@ impl SyncReport {
 
 /// Takes the pair's advisory lock on both sides (left first, as the daemon does),
 /// or refuses: the daemon runs.
-async fn lock_pair(sessions: &super::Sessions) -> Result<(), ScanError> {
+async fn lock_pair(sessions: &super::targets::Sessions) -> Result<(), ScanError> {
     for side in Side::BOTH {
         let got = session::try_lock_pair(&sessions.side(side)[0], &sessions.sync_name)
             .await
@@ -182,10 +185,10 @@ async fn check_apply_role(c: &Client, side: Side, sync: &str) -> Result<(), Scan
 pub async fn run(config: &Config, options: &SyncOptions) -> Result<SyncReport, ScanError> {
     let started = Instant::now();
     // Two sessions per side: one lists rows, the other reads or writes by key.
-    let sessions = super::connect(config, 2).await?;
+    let sessions = super::targets::connect(config, 2).await?;
     let winner = options.winner;
     let loser = winner.other();
-    let targets = super::targets(config, &sessions, options.tables.as_ref()).await?;
+    let targets = super::targets::targets(config, &sessions, options.tables.as_ref()).await?;
     if targets.is_empty() {
         return Err(ScanError::Usage(
             "no table to sync: none is selected by [tables] (and --tables)".into(),
@@ -263,7 +266,7 @@ struct Writer<'a> {
     loser: Side,
     replica: bool,
     dry_run: bool,
-    sessions: &'a super::Sessions,
+    sessions: &'a super::targets::Sessions,
 }
 
 impl Writer<'_> {
@@ -309,7 +312,7 @@ impl Writer<'_> {
         upserts: bool,
     ) -> Result<u64, ScanError> {
         let shape = &target.shape;
-        let (_, _, buckets) = super::level1(self.sessions, shape, progress).await?;
+        let (_, _, buckets) = super::levels::level1(self.sessions, shape, progress).await?;
         if buckets.is_empty() {
             return Ok(0);
         }
@@ -354,7 +357,7 @@ impl Writer<'_> {
         };
         let s = self.sessions;
         tokio::try_join!(
-            super::diff_rows(shape, &s.left[0], &s.right[0], &buckets, tx),
+            super::levels::diff_rows(shape, &s.left[0], &s.right[0], &buckets, tx),
             consume
         )?;
         Ok(loser_only)
@@ -384,7 +387,7 @@ impl Writer<'_> {
         } else {
             let arrays = key_arrays(&put, key_len);
             self.reader(self.winner)
-                .query(&row_texts(shape), &super::params(&arrays))
+                .query(&row_texts(shape), &super::levels::params(&arrays))
                 .await
                 .map_err(db(self.winner, format!("reading rows of {}", shape.table)))?
                 .iter()
@@ -401,13 +404,13 @@ impl Writer<'_> {
             if !gone.is_empty() {
                 let arrays = key_arrays(&gone, key_len);
                 let n = loser
-                    .execute(&delete_keys(shape), &super::params(&arrays))
+                    .execute(&delete_keys(shape), &super::levels::params(&arrays))
                     .await
                     .map_err(table_err("deleting rows of"))?;
                 r.deleted += n;
             }
             if !rows.is_empty() {
-                let p = super::params(&columns);
+                let p = super::levels::params(&columns);
                 loser
                     .batch_execute("SAVEPOINT pgduplex_upsert")
                     .await
@@ -428,7 +431,7 @@ impl Writer<'_> {
                             .map_err(table_err("writing rows of"))?;
                         let arrays = key_arrays(&put, key_len);
                         loser
-                            .execute(&delete_keys(shape), &super::params(&arrays))
+                            .execute(&delete_keys(shape), &super::levels::params(&arrays))
                             .await
                             .map_err(table_err("rewriting rows of"))?;
                         loser
@@ -467,7 +470,7 @@ impl Writer<'_> {
         r: &mut SyncTable,
     ) -> Result<(), ScanError> {
         let shape = &target.shape;
-        let (lrows, rrows, buckets) = super::level1(self.sessions, shape, progress).await?;
+        let (lrows, rrows, buckets) = super::levels::level1(self.sessions, shape, progress).await?;
         if buckets.is_empty() {
             return Ok(());
         }
