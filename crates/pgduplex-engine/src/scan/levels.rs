@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use futures_util::{pin_mut, StreamExt};
 use pgduplex_config::Side;
 use pgduplex_pg::catalog::Catalog;
-use pgduplex_pg::session;
 use pgduplex_pg::TableName;
+use pgduplex_pg::{session, store};
 use tokio_postgres::Client;
 
 use super::progress::ScanProgress;
@@ -554,15 +554,9 @@ async fn replication_state(sessions: &Sessions) -> Result<(bool, i64), ScanError
         .is_some();
     let mut truncates = 0;
     for side in [Side::Left, Side::Right] {
-        let n: i64 = sessions.side(side)[0]
-            .query_one(
-                "SELECT CASE WHEN pg_catalog.to_regclass('pgduplex.truncate_log') IS NULL THEN 0::pg_catalog.int8 \
-                        ELSE (SELECT pg_catalog.count(*) FROM pgduplex.truncate_log) END",
-                &[],
-            )
+        let n = store::pending_truncates(&sessions.side(side)[0])
             .await
-            .map_err(db(side, "reading pending TRUNCATEs"))?
-            .get(0);
+            .map_err(db(side, "reading pending TRUNCATEs"))?;
         truncates += n;
     }
     Ok((running, truncates))
