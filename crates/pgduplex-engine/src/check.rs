@@ -161,9 +161,40 @@ pub struct Analysis {
     pub right: Option<SideState>,
 }
 
-/// Connects to both sides and analyses the pair.
+impl Analysis {
+    /// The refusal of a command that writes (install, onetimecopy, replicate)
+    /// when the report has `blocking` problems, carrying the report.
+    pub fn not_ready(&self, blocking: usize) -> EngineError {
+        EngineError::NotReady {
+            blocking: blocking.max(1),
+            report: Box::new(self.report.clone()),
+        }
+    }
+
+    /// Reads both catalogs again on the same connections and analyses anew:
+    /// after `install` changed them (its triggers are in the catalog now).
+    pub async fn refresh(self, config: &Config) -> Result<Analysis, EngineError> {
+        async fn reload(state: Option<SideState>) -> Result<SideState, EngineError> {
+            let mut state = state.expect("refresh is for a pair with both sides connected");
+            state.catalog = pgduplex_pg::catalog::load(&state.client)
+                .await
+                .map_err(EngineError::side(state.side))?;
+            Ok(state)
+        }
+        let (l, r) = tokio::join!(reload(self.left), reload(self.right));
+        Ok(analyse_sides(config, [l, r]))
+    }
+}
+
+/// Connects to both sides and analyses the pair: once per command, which then
+/// hands the analysis (with its connections) on.
 pub async fn analyse(config: &Config) -> Result<Analysis, EngineError> {
-    let [left, right] = open_both(config).await?;
+    Ok(analyse_sides(config, open_both(config).await?))
+}
+
+/// Analyses the pair from both sides' states (or why a side is not connected).
+fn analyse_sides(config: &Config, opened: [Result<SideState, EngineError>; 2]) -> Analysis {
+    let [left, right] = opened;
     let mut findings = Vec::new();
     let mut sides = Vec::new();
     let mut states = Vec::new();
@@ -215,12 +246,12 @@ pub async fn analyse(config: &Config) -> Result<Analysis, EngineError> {
             tables = compare_tables(config, l, r, &mut report);
         }
     }
-    Ok(Analysis {
+    Analysis {
         report,
         tables,
         left,
         right,
-    })
+    }
 }
 
 /// `pgduplex check`.

@@ -23,8 +23,12 @@ pub enum EngineError {
         #[source]
         source: PgError,
     },
+    /// `check` finds something that blocks the command; the report says what.
     #[error("the pair is not ready: {blocking} problem(s) must be fixed first (run `pgduplex check` for the details); nothing was changed")]
-    NotReady { blocking: usize },
+    NotReady {
+        blocking: usize,
+        report: Box<check::CheckReport>,
+    },
 }
 
 impl EngineError {

@@ -58,7 +58,7 @@ use tokio_postgres::Client;
 
 use self::plan::Part;
 use self::progress::{Progress, ProgressStyle};
-use crate::check::analyse;
+use crate::check::{analyse, Analysis};
 use crate::pair::endpoints;
 use crate::{setup, EngineError};
 
@@ -324,16 +324,20 @@ pub enum CopyOutcome {
 /// interrupted, and does nothing when the copy finished before or the mode is
 /// `never`. `options` normally comes from [`CopyOptions::from_config`] (with
 /// `progress` set to a log interval for a daemon).
+///
+/// `pair`: the daemon's analysed pair, if it still has it (else the pair is
+/// opened and analysed here, when a copy is to be made).
 pub async fn ensure_initial_copy(
     config: &Config,
+    pair: Option<Analysis>,
     options: &CopyOptions,
 ) -> Result<CopyOutcome, CopyError> {
     if options.mode == CopyMode::Never {
         tracing::info!("initial copy disabled ([onetimecopy] mode = \"never\")");
         return Ok(CopyOutcome::Disabled);
     }
-    let [l, r] = endpoints(config)?;
     let target = options.from.other();
+    let [l, r] = endpoints(config)?;
     let endpoint = if target == Side::Left { l } else { r };
     let client = connect(&endpoint, target, "").await?;
     if let Some(run) = store::copy_run(&client, &config.replication.sync)
@@ -346,7 +350,11 @@ pub async fn ensure_initial_copy(
         }
         tracing::info!(started_at = %run.started_at, "an initial copy was interrupted: resuming it");
     }
-    match Box::pin(run(config, options)).await {
+    let pair = match pair {
+        Some(p) => p,
+        None => analyse(config).await?,
+    };
+    match Box::pin(run(config, pair, options)).await {
         Ok(summary) => Ok(CopyOutcome::Copied(summary)),
         Err(err @ CopyError::NotEmpty { .. }) => {
             // Settled for this pair: a later start must not copy into tables an
@@ -538,8 +546,12 @@ struct Snapshot {
     id: String,
 }
 
-/// `pgduplex onetimecopy`.
-pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, CopyError> {
+/// `pgduplex onetimecopy` on the analysed `pair` (see [`crate::check::analyse`]).
+pub async fn run(
+    config: &Config,
+    pair: Analysis,
+    options: &CopyOptions,
+) -> Result<CopySummary, CopyError> {
     let started = Instant::now();
     let sync = config.replication.sync.clone();
     let source_side = options.from;
@@ -547,18 +559,20 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
 
     // 1. Read only: the pair, the tables, the target's state. Nothing is changed
     //    before every reason to refuse has been looked for.
-    let analysis = analyse(config).await?;
+    let analysis = pair;
     // What blocks the install blocks the copy. Findings about the apply only
     // (foreign-key actions, user triggers) are looked at below for the copy's own
     // writes, which are INSERTs only.
     let blocking = analysis.report.blocking_install();
-    if blocking > 0 {
-        return Err(EngineError::NotReady { blocking }.into());
+    if blocking > 0 || analysis.left.is_none() || analysis.right.is_none() {
+        return Err(analysis.not_ready(blocking).into());
     }
+    // What the install in step 2 captures: every replicable table (left, right).
+    let install_tables = analysis.tables.clone();
     let (Some(left), Some(right)) = (analysis.left, analysis.right) else {
-        return Err(EngineError::NotReady { blocking: 1 }.into());
+        unreachable!("both sides were just found connected");
     };
-    let (src, tgt) = match source_side {
+    let (mut src, mut tgt) = match source_side {
         Side::Left => (left, right),
         Side::Right => (right, left),
     };
@@ -740,7 +754,14 @@ pub async fn run(config: &Config, options: &CopyOptions) -> Result<CopySummary, 
     }
 
     // 2. The capture, so that changes made during the copy are in the deltas.
-    setup::install(config).await?;
+    {
+        let (l, r) = match source_side {
+            Side::Left => (&mut src.client, &mut tgt.client),
+            Side::Right => (&mut tgt.client, &mut src.client),
+        };
+        setup::install_on(config, &install_tables, l, r).await?;
+    }
+    let target_client = &tgt.client;
     if let Some((installed, session)) = session::apply_role(target_client, &sync)
         .await
         .map_err(db(target_side, "reading the apply role"))?

@@ -48,7 +48,7 @@ use tokio_postgres::Client;
 use self::apply::{apply_direction, ApplyContext, Release, Temps};
 use self::batch::{idx, plan_directions, Key, SideRead, TruncateEvent};
 use self::plan::TablePlan;
-use crate::check::analyse;
+use crate::check::Analysis;
 use crate::pair::endpoints;
 use crate::{setup, EngineError};
 
@@ -134,15 +134,18 @@ pub struct Replicator {
     retries: [u32; 2],
     /// The initial copy was done, found done, or not wanted.
     copy_checked: bool,
+    /// The analysed pair `prepare` was given, kept (with its connections) for
+    /// the initial copy, which needs it if a copy is to be made; dropped once
+    /// the copy is checked.
+    pair: Option<Analysis>,
 }
 
 impl Replicator {
     /// Checks the pair, installs (or verifies) the capture, and builds the plans.
     /// Refuses, changing nothing, when `check` finds something that blocks
     /// replication.
-    pub async fn prepare(config: &Config) -> Result<Self, ReplError> {
-        setup::install(config).await?;
-        let analysis = analyse(config).await?;
+    pub async fn prepare(config: &Config, pair: Analysis) -> Result<Self, ReplError> {
+        let (_, analysis) = setup::install(config, pair).await?;
         if !analysis.report.can_replicate() {
             let blocking = analysis
                 .report
@@ -150,7 +153,7 @@ impl Replicator {
                 .iter()
                 .filter(|f| f.severity == crate::check::Severity::Error)
                 .count();
-            return Err(ReplError::Engine(EngineError::NotReady { blocking }));
+            return Err(ReplError::Engine(analysis.not_ready(blocking)));
         }
         let (Some(left), Some(right)) = (&analysis.left, &analysis.right) else {
             return Err(ReplError::Fatal("a side could not be reached".into()));
@@ -221,7 +224,7 @@ impl Replicator {
             std::process::id()
         );
         let fks = fk::FkPlan::from_catalog(&plans, &left.catalog.foreign_keys);
-        Ok(Replicator {
+        let mut replicator = Replicator {
             config: config.clone(),
             paused: vec![None; plans.len()],
             fks,
@@ -234,7 +237,10 @@ impl Replicator {
             batch_no: 0,
             retries: [0; 2],
             copy_checked: false,
-        })
+            pair: None,
+        };
+        replicator.pair = Some(analysis);
+        Ok(replicator)
     }
 
     pub fn tables(&self) -> usize {
@@ -457,7 +463,7 @@ impl Replicator {
         let mut options = CopyOptions::from_config(&self.config);
         options.progress = ProgressStyle::Log(Duration::from_secs(10));
         let target = options.from.other();
-        let copy = ensure_initial_copy(&self.config, &options);
+        let copy = ensure_initial_copy(&self.config, self.pair.take(), &options);
         tokio::pin!(copy);
         let outcome = tokio::select! {
             r = &mut copy => r,
@@ -481,6 +487,7 @@ impl Replicator {
             Err(e) => return Err(ReplError::Fatal(crate::error_chain(&e))),
         }
         self.copy_checked = true;
+        self.pair = None;
         Ok(true)
     }
 
