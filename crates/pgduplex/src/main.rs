@@ -6,6 +6,7 @@
 //! database), 3 scan or sync could not finish.
 
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod output;
 
@@ -41,6 +42,21 @@ fn main() -> ExitCode {
             eprintln!("error: {}", output::chain(err.as_ref()));
             ExitCode::from(EXIT_PROBLEM)
         }
+    }
+}
+
+/// Built without the cargo feature `demo` (which links the test kit): `pgduplex
+/// demo` only says so.
+#[cfg(not(feature = "demo"))]
+mod demo {
+    use std::process::ExitCode;
+
+    pub fn run(_: &crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
+        eprintln!(
+            "error: this pgduplex was built without the demo (cargo feature `demo`, on by default); \
+             run it from a default build: cargo run --release -- demo"
+        );
+        Ok(ExitCode::from(crate::EXIT_USAGE))
     }
 }
 
