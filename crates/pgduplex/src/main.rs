@@ -9,12 +9,14 @@ mod cli;
 #[cfg(feature = "demo")]
 mod demo;
 mod output;
+mod render;
+mod shutdown;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 
 /// The command ran and found a problem.
 pub const EXIT_PROBLEM: u8 = 1;
@@ -35,13 +37,35 @@ fn main() -> ExitCode {
             };
         }
     };
-    cli::init_tracing(&cli);
+    init_tracing(&cli);
     match try_main(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", output::chain(err.as_ref()));
             ExitCode::from(EXIT_PROBLEM)
         }
+    }
+}
+
+/// Logs go to standard error, as text or JSON, at the level `-v` and RUST_LOG ask for.
+fn init_tracing(cli: &Cli) {
+    // Server NOTICEs ("trigger ... does not exist, skipping") are noise for users.
+    let default = match cli.verbose {
+        // The demo narrates on stdout; its log would only interleave.
+        0 if matches!(cli.command, Command::Demo(_)) => "warn",
+        0 => "info,tokio_postgres=warn",
+        1 => "debug,tokio_postgres=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }
 
