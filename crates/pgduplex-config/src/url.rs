@@ -16,6 +16,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use crate::connection::{
     ConnectionSettings, Host, RootCert, Secret, SslMode, TargetSessionAttrs, TlsSettings,
     DEFAULT_PORT, DEFAULT_TARGET_SESSION_ATTRS,
@@ -467,35 +469,33 @@ pub(crate) fn resolve(path: &str, base_dir: &Path) -> PathBuf {
     }
 }
 
+/// Percent-decodes `s` as UTF-8. Stricter than [`percent_decode_str`], which
+/// passes a malformed escape through as it is: every `%` must start an escape of
+/// two hexadecimal digits.
 fn decode(s: &str) -> Result<String, ()> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(())?;
-            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+    for (i, _) in s.match_indices('%') {
+        match bytes.get(i + 1..i + 3) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {}
+            _ => return Err(()),
         }
     }
-    String::from_utf8(out).map_err(|_| ())
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| ())
 }
+
+/// Everything but RFC 3986's unreserved characters.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -670,6 +670,16 @@ mod tests {
     fn all_problems_are_reported() {
         let e = parse("postgres://u@h:x,i:y/d?bogus=1&sslmode=nope", Path::new("")).unwrap_err();
         assert_eq!(e.problems.len(), 4, "{e}");
+    }
+
+    #[test]
+    fn decode_is_strict() {
+        assert_eq!(decode("a%41%c3%BC%2Fb").unwrap(), "aAü/b");
+        // A `%` that does not start two hexadecimal digits, and bytes that are
+        // not UTF-8, are errors (not passed through as they are).
+        for s in ["%zz", "%4", "abc%", "%%41", "%+a", "%FF", "%c3"] {
+            assert_eq!(decode(s), Err(()), "{s}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Command line: the subcommands and their dispatch.
+//! Command line: the subcommands, their options, and the dispatch of each to
+//! the engine; what it prints is in [`crate::render`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use pgduplex_engine::replicate::{self, Replicator};
 use pgduplex_engine::{check, copy, scan, setup, EngineError};
 
 use crate::output::chain;
-use crate::EXIT_PROBLEM;
+use crate::{render, shutdown, EXIT_PROBLEM};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -207,27 +208,6 @@ impl Cli {
     }
 }
 
-pub fn init_tracing(cli: &Cli) {
-    // Server NOTICEs ("trigger ... does not exist, skipping") are noise for users.
-    let default = match cli.verbose {
-        // The demo narrates on stdout; its log would only interleave.
-        0 if matches!(cli.command, Command::Demo(_)) => "warn",
-        0 => "info,tokio_postgres=warn",
-        1 => "debug,tokio_postgres=info",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(args) => run_check(&config, args.format).await,
@@ -244,10 +224,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 
 async fn run_status(config: &Config, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let st = pgduplex_engine::status::status(config).await?;
-    match format {
-        OutputFormat::Text => print!("{}", st.render_text()),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
-    }
+    render::status(&st, format)?;
     Ok(if st.sides.iter().any(|s| s.error.is_some()) {
         ExitCode::from(EXIT_PROBLEM)
     } else {
@@ -285,10 +262,7 @@ async fn run_scan(config: &Config, args: &ScanArgs) -> anyhow::Result<ExitCode> 
     };
     match scan::run(config, &options).await {
         Ok(report) => {
-            match args.format {
-                OutputFormat::Text => print!("{}", report.render_text()),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-            }
+            render::scan(&report, args.format)?;
             Ok(if report.identical {
                 ExitCode::SUCCESS
             } else {
@@ -333,10 +307,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
     };
     match scan::sync::run(config, &options).await {
         Ok(report) => {
-            match args.format {
-                OutputFormat::Text => print!("{}", report.render_text()),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-            }
+            render::sync(&report, args.format)?;
             // A table left alone (definitions differ) is not equal yet.
             Ok(if report.tables.iter().any(|t| t.skipped.is_some()) {
                 ExitCode::from(EXIT_PROBLEM)
@@ -362,10 +333,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
 
 async fn run_check(config: &Config, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let report = check::check(config).await?;
-    match format {
-        OutputFormat::Text => print!("{}", report.render_text()),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-    }
+    render::check(&report, format)?;
     Ok(if report.can_replicate() {
         ExitCode::SUCCESS
     } else {
@@ -374,49 +342,15 @@ async fn run_check(config: &Config, format: OutputFormat) -> anyhow::Result<Exit
 }
 
 async fn run_install(config: &Config) -> anyhow::Result<ExitCode> {
-    match setup::install(config).await {
-        Ok(done) => {
-            for f in done
-                .report
-                .findings
-                .iter()
-                .filter(|f| f.severity != check::Severity::Info)
-            {
-                let side = f.side.map(|s| format!("{s}: ")).unwrap_or_default();
-                eprintln!("{side}{}: {}", f.subject, f.problem);
-            }
-            for (side, o) in [(Side::Left, &done.left), (Side::Right, &done.right)] {
-                println!(
-                    "{side}: {}capture installed on {} table(s), {} already current{}",
-                    if o.schema_created {
-                        "schema pgduplex created; "
-                    } else {
-                        ""
-                    },
-                    o.installed.len(),
-                    o.unchanged.len(),
-                    if o.no_longer_selected.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "; still captured but no longer selected: {} (run uninstall to remove all capture)",
-                            o.no_longer_selected
-                                .iter()
-                                .map(|t| t.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    }
-                );
-            }
+    let pair = check::analyse(config).await?;
+    match setup::install(config, pair).await {
+        Ok((done, _)) => {
+            render::install(&done);
             Ok(ExitCode::SUCCESS)
         }
-        Err(EngineError::NotReady { blocking }) => {
+        Err(EngineError::NotReady { blocking, report }) => {
             // Show why: the same report `check` prints.
-            if let Ok(report) = check::check(config).await {
-                eprint!("{}", report.render_text());
-            }
-            eprintln!("error: install refused: {blocking} problem(s) must be fixed first; nothing was changed");
+            render::refused(&report, "install", blocking);
             Ok(ExitCode::from(EXIT_PROBLEM))
         }
         Err(err) => {
@@ -431,25 +365,8 @@ async fn run_install(config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn run_uninstall(config: &Config) -> anyhow::Result<ExitCode> {
     let done = setup::uninstall(config).await?;
-    let mut ok = true;
-    for (side, r) in [(Side::Left, done.left), (Side::Right, done.right)] {
-        match r {
-            Ok(o) => println!(
-                "{side}: {} trigger(s) dropped, {}",
-                o.triggers_dropped,
-                if o.schema_dropped {
-                    "schema pgduplex dropped"
-                } else {
-                    "schema pgduplex was not there"
-                }
-            ),
-            Err(err) => {
-                ok = false;
-                eprintln!("error: {side}: uninstall failed: {}", chain(&err));
-            }
-        }
-    }
-    Ok(if ok {
+    render::uninstall(&done);
+    Ok(if done.left.is_ok() && done.right.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_PROBLEM)
@@ -514,21 +431,14 @@ async fn run_onetimecopy(config: &Config, args: OnetimecopyArgs) -> anyhow::Resu
             return Ok(ExitCode::from(crate::EXIT_USAGE));
         }
     };
-    match Box::pin(copy::run(config, &options)).await {
+    let pair = check::analyse(config).await?;
+    match Box::pin(copy::run(config, pair, &options)).await {
         Ok(summary) => {
-            println!("{}", summary.render());
-            if !summary.complete {
-                println!(
-                    "some replicated tables were not selected (--tables) and are not copied yet"
-                );
-            }
+            render::copy(&summary);
             Ok(ExitCode::SUCCESS)
         }
-        Err(copy::CopyError::Engine(EngineError::NotReady { blocking })) => {
-            if let Ok(report) = check::check(config).await {
-                eprint!("{}", report.render_text());
-            }
-            eprintln!("error: onetimecopy refused: {blocking} problem(s) must be fixed first; nothing was changed");
+        Err(copy::CopyError::Engine(EngineError::NotReady { blocking, report })) => {
+            render::refused(&report, "onetimecopy", blocking);
             Ok(ExitCode::from(EXIT_PROBLEM))
         }
         Err(err) => {
@@ -546,40 +456,13 @@ async fn run_onetimecopy(config: &Config, args: OnetimecopyArgs) -> anyhow::Resu
     }
 }
 
-/// SIGTERM / SIGINT set the returned flag; a second signal exits at once.
-fn stop_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut seen = false;
-            for sig in signals.forever() {
-                if seen {
-                    tracing::warn!("second stop signal: exiting now");
-                    std::process::exit(130);
-                }
-                seen = true;
-                tracing::info!(
-                    "{} received: finishing the batch in hand, then stopping",
-                    if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
-                );
-                let _ = tx.send(true);
-            }
-        })?;
-    Ok(rx)
-}
-
 async fn run_replicate(config: &Config, args: &ReplicateArgs) -> anyhow::Result<ExitCode> {
-    let shutdown = stop_signals()?;
-    let mut daemon = match Replicator::prepare(config).await {
+    let shutdown = shutdown::on_stop_signals()?;
+    let pair = check::analyse(config).await?;
+    let mut daemon = match Replicator::prepare(config, pair).await {
         Ok(d) => d,
-        Err(replicate::ReplError::Engine(EngineError::NotReady { blocking })) => {
-            if let Ok(report) = check::check(config).await {
-                eprint!("{}", report.render_text());
-            }
-            eprintln!("error: replication refused: {blocking} problem(s) must be fixed first; nothing was changed");
+        Err(replicate::ReplError::Engine(EngineError::NotReady { blocking, report })) => {
+            render::refused(&report, "replication", blocking);
             return Ok(ExitCode::from(EXIT_PROBLEM));
         }
         Err(err) => {
@@ -592,14 +475,7 @@ async fn run_replicate(config: &Config, args: &ReplicateArgs) -> anyhow::Result<
     };
     match daemon.run(options, shutdown).await {
         Ok(()) => {
-            let s = &daemon.stats;
-            tracing::info!(
-                batches = s.batches,
-                rows_to_left = s.rows[0],
-                rows_to_right = s.rows[1],
-                conflicts = s.conflicts,
-                "stopped"
-            );
+            render::replicate_stopped(&daemon.stats);
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

@@ -199,7 +199,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// What `pgduplex replicate --until-idle` does, in process.
 async fn replicate_until_idle(config: &Config) -> anyhow::Result<replicate::Stats> {
-    let mut daemon = Replicator::prepare(config)
+    let pair = pgduplex_engine::check::analyse(config).await?;
+    let mut daemon = Replicator::prepare(config, pair)
         .await
         .map_err(|e| anyhow::anyhow!(pgduplex_engine::error_chain(&e)))?;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);

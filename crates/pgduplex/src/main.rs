@@ -6,14 +6,17 @@
 //! database), 3 scan or sync could not finish.
 
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod output;
+mod render;
+mod shutdown;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 
 /// The command ran and found a problem.
 pub const EXIT_PROBLEM: u8 = 1;
@@ -34,13 +37,50 @@ fn main() -> ExitCode {
             };
         }
     };
-    cli::init_tracing(&cli);
+    init_tracing(&cli);
     match try_main(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", output::chain(err.as_ref()));
             ExitCode::from(EXIT_PROBLEM)
         }
+    }
+}
+
+/// Logs go to standard error, as text or JSON, at the level `-v` and RUST_LOG ask for.
+fn init_tracing(cli: &Cli) {
+    // Server NOTICEs ("trigger ... does not exist, skipping") are noise for users.
+    let default = match cli.verbose {
+        // The demo narrates on stdout; its log would only interleave.
+        0 if matches!(cli.command, Command::Demo(_)) => "warn",
+        0 => "info,tokio_postgres=warn",
+        1 => "debug,tokio_postgres=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Built without the cargo feature `demo` (which links the test kit): `pgduplex
+/// demo` only says so.
+#[cfg(not(feature = "demo"))]
+mod demo {
+    use std::process::ExitCode;
+
+    pub fn run(_: &crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
+        eprintln!(
+            "error: this pgduplex was built without the demo (cargo feature `demo`, on by default); \
+             run it from a default build: cargo run --release -- demo"
+        );
+        Ok(ExitCode::from(crate::EXIT_USAGE))
     }
 }
 

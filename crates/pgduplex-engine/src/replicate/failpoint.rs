@@ -2,8 +2,13 @@
 //! time the point is reached) makes the daemon abort there at once, as `kill -9`
 //! would: no destructor runs, no transaction is finished, the server sees the
 //! connections drop. Unset (always, outside tests), a point costs one load.
+//!
+//! Compiled only with the cargo feature `failpoints` (the e2e tests enable it);
+//! without it [`hit`] is empty and the release binary carries no fail point code.
 
+#[cfg(feature = "failpoints")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "failpoints")]
 use std::sync::OnceLock;
 
 /// The environment variable naming the point.
@@ -23,6 +28,7 @@ pub const POINTS: &[&str] = &[
     "source-deleted",
 ];
 
+#[cfg(feature = "failpoints")]
 fn spec() -> Option<&'static (String, u64)> {
     static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
     SPEC.get_or_init(|| {
@@ -37,6 +43,7 @@ fn spec() -> Option<&'static (String, u64)> {
 }
 
 /// Aborts the process if `name` is the configured point (reached for the n-th time).
+#[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
     static HITS: AtomicU64 = AtomicU64::new(0);
     let Some((want, n)) = spec() else { return };
@@ -45,3 +52,8 @@ pub fn hit(name: &str) {
         std::process::abort();
     }
 }
+
+/// Built without the feature `failpoints`: nothing.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}

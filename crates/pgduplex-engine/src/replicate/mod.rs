@@ -259,7 +259,7 @@ impl Replicator {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            match self.session(options, &mut shutdown).await {
+            match Box::pin(self.session(options, &mut shutdown)).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
@@ -304,7 +304,7 @@ impl Replicator {
         let conns: [Conn; 2] = conns
             .try_into()
             .map_err(|_| ReplError::Fatal("two sides".into()))?;
-        let res = self.connected(conns, options, shutdown).await;
+        let res = Box::pin(self.connected(conns, options, shutdown)).await;
         // The sessions were dropped: their driver tasks end them with a Terminate
         // message, given a moment before the process exits (else each server
         // logs the connection as lost).
