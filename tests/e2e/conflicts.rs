@@ -273,7 +273,7 @@ async fn change_in_order(pair: &TestPair, first: S, left_sql: &str, right_sql: &
         .unwrap()
         .get(0);
     wait_for(
-        10,
+        Duration::from_secs(10),
         "the second server's clock to pass the first change",
         || {
             let (bc, after) = (&bc, &after);
@@ -629,17 +629,21 @@ async fn a_change_committed_on_the_target_during_the_apply_is_a_conflict_logged_
         tokio::spawn(
             async move { run_bounded(None, &path, &["replicate", "--until-idle"], 60).await },
         );
-    wait_for(30, "the apply waiting for row 1", || async {
-        r.query_one(
-            "select count(*) from pg_stat_activity where datname = current_database() \
+    wait_for(
+        Duration::from_secs(30),
+        "the apply waiting for row 1",
+        || async {
+            r.query_one(
+                "select count(*) from pg_stat_activity where datname = current_database() \
                and wait_event_type = 'Lock' and query like '%ON CONFLICT%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-            > 0
-    })
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+                > 0
+        },
+    )
     .await;
     tx.commit().await.unwrap();
     daemon.await.unwrap().assert_code(0);
@@ -697,9 +701,11 @@ async fn a_unique_conflict_between_different_keys_is_reported_and_resolves_once_
         .spawn()
         .unwrap();
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(60, "the WARN about the unique conflict", || async {
-        text().contains("rolled back 8 cycles in a row")
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the WARN about the unique conflict",
+        || async { text().contains("rolled back 8 cycles in a row") },
+    )
     .await;
     let t = text();
     assert!(
@@ -712,9 +718,11 @@ async fn a_unique_conflict_between_different_keys_is_reported_and_resolves_once_
     r.execute("delete from person where id = 2", &[])
         .await
         .unwrap();
-    wait_for(60, "convergence after the fix", || async {
-        pending(&l).await + pending(&r).await == 0
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "convergence after the fix",
+        || async { pending(&l).await + pending(&r).await == 0 },
+    )
     .await;
     // Killed (its last ledger row may be left): a restart cleans up.
     daemon.kill().await.unwrap();

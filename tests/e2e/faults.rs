@@ -1076,11 +1076,15 @@ async fn second_daemon_waits_then_takes_over() {
     // The holder is A, unless a transient error made A reconnect and B got the
     // lock in between (allowed: one writer at a time); then A must be waiting.
     let mut holder_is_a = None;
-    wait_for(30, "exactly one daemon holding the sync", || {
-        let (ha, hb) = (holds_lock(&a), holds_lock(&b));
-        holder_is_a = (ha != hb).then_some(ha);
-        async move { ha != hb }
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "exactly one daemon holding the sync",
+        || {
+            let (ha, hb) = (holds_lock(&a), holds_lock(&b));
+            holder_is_a = (ha != hb).then_some(ha);
+            async move { ha != hb }
+        },
+    )
     .await;
     let (mut holder, mut survivor) = if holder_is_a == Some(true) {
         (a, b)

@@ -641,9 +641,11 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
             .await
             .unwrap();
     }
-    wait_for(30, "the daemon to replicate the first 50 rows", || async {
-        count(&r, "select count(*) from t").await == 50
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the daemon to replicate the first 50 rows",
+        || async { count(&r, "select count(*) from t").await == 50 },
+    )
     .await;
 
     // Writers keep going through the rewrite.
@@ -662,14 +664,18 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
             stop.clone(),
         ));
     }
-    wait_for(30, "rows written during the run to reach right", || async {
-        count(
-            &r,
-            "select count(*) from t where id >= 1010 and id < 1000000",
-        )
-        .await
-            > 0
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "rows written during the run to reach right",
+        || async {
+            count(
+                &r,
+                "select count(*) from t where id >= 1010 and id < 1000000",
+            )
+            .await
+                > 0
+        },
+    )
     .await;
 
     for (side, db) in [("left", &pair.left), ("right", &pair.right)] {
@@ -688,7 +694,7 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
     }
     let after = left_next.load(Ordering::SeqCst);
     wait_for(
-        30,
+        Duration::from_secs(30),
         "rows written after the rewrite to reach right",
         || async {
             count(

@@ -5,6 +5,7 @@
 //! modes, and no echo of the copied rows.
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use pgduplex_testkit::compare::compare_databases;
 use pgduplex_testkit::db::quote_literal;
@@ -341,7 +342,7 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
         .expect("spawn pgduplex");
     let r = pair.right.client().await.unwrap();
     let log = cfg.path.with_extension("log");
-    wait_for(60, "a finished range", || async {
+    wait_for(Duration::from_secs(60), "a finished range", || async {
         if !log.exists() || std::fs::read_to_string(&log).unwrap().contains("error") {
             panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
         }
@@ -471,7 +472,7 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("spawn pgduplex");
-    wait_for(60, "the COPY into k", || async {
+    wait_for(Duration::from_secs(60), "the COPY into k", || async {
         if !log.exists() || std::fs::read_to_string(&log).unwrap().contains("error") {
             panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
         }
@@ -490,7 +491,7 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
     child.kill().expect("SIGKILL");
     assert!(!child.wait().unwrap().success());
     // The server rolls the copy transaction back once it sees the client gone.
-    wait_for(30, "the killed copy's transaction to end", || async {
+    wait_for(Duration::from_secs(30), "the killed copy's transaction to end", || async {
         count(
             &r,
             "select count(*) from pg_locks where relation = 'k'::regclass and mode = 'AccessExclusiveLock'",
@@ -738,7 +739,7 @@ async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
         .spawn()
         .expect("spawn pgduplex replicate");
     let r = pair.right.client().await.unwrap();
-    wait_for(60, "two copied ranges of t", || async {
+    wait_for(Duration::from_secs(60), "two copied ranges of t", || async {
         r.query_one(
             "select to_regclass('pgduplex.copy_progress') is not null \
                and (select count(*) from pgduplex.copy_progress where done and table_name = 't') >= 2",

@@ -1,6 +1,8 @@
 //! `pgduplex replicate`: changes on either side reach the other, conflicts are
 //! decided by policy and logged, nothing echoes back.
 
+use std::time::Duration;
+
 use pgduplex_testkit::compare::compare_databases;
 use pgduplex_testkit::TestPair;
 
@@ -162,8 +164,7 @@ async fn schema_drift_pauses_the_table_and_resumes_when_both_sides_match() {
     let pair = pair_with_schema().await;
     let cfg = ConfigFile::for_pair(&pair, "");
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&cfg, dir.path());
+    let mut daemon = start_replicate(&cfg);
     let (left, right) = (
         pair.left.client().await.unwrap(),
         pair.right.client().await.unwrap(),
@@ -171,7 +172,7 @@ async fn schema_drift_pauses_the_table_and_resumes_when_both_sides_match() {
     left.batch_execute("insert into parent select g, 'p' || g from generate_series(1, 50) g")
         .await
         .unwrap();
-    wait_for(30, "first rows replicated", || async {
+    wait_for(Duration::from_secs(30), "first rows replicated", || async {
         count(&right, "select count(*) from parent").await == 50
     })
     .await;
@@ -185,16 +186,19 @@ async fn schema_drift_pauses_the_table_and_resumes_when_both_sides_match() {
     )
     .await
     .unwrap();
-    wait_for(30, "the other table keeps replicating", || async {
-        count(&right, "select count(*) from \"Mixed Case\"").await == 1
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the other table keeps replicating",
+        || async { count(&right, "select count(*) from \"Mixed Case\"").await == 1 },
+    )
     .await;
-    wait_for(30, "the pause is logged", || async {
-        daemon.log().contains(
+    daemon
+        .wait_log(
             "public.parent: replication of this table is PAUSED: column note only on the left",
+            1,
+            Duration::from_secs(30),
         )
-    })
-    .await;
+        .await;
     assert_eq!(
         count(&right, "select count(*) from parent").await,
         50,
@@ -205,17 +209,21 @@ async fn schema_drift_pauses_the_table_and_resumes_when_both_sides_match() {
         .batch_execute("alter table parent add column note text")
         .await
         .unwrap();
-    wait_for(30, "the paused table resumes and converges", || async {
-        count(&right, "select count(*) from parent where note is not null").await == 11
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the paused table resumes and converges",
+        || async {
+            count(&right, "select count(*) from parent where note is not null").await == 11
+        },
+    )
     .await;
     assert!(
         daemon.log().contains("replication of this table resumes"),
         "{}",
         daemon.log()
     );
-    let status = daemon.terminate();
-    assert!(status.success(), "SIGTERM exit: {status:?}");
+    let status = daemon.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "SIGTERM exit: {status}\n{}", daemon.log());
     assert_converged(&pair).await;
 }
 
@@ -228,12 +236,12 @@ async fn a_trickle_of_transactions_is_applied_a_few_per_batch() {
     let pair = pair_with_schema().await;
     let cfg = ConfigFile::for_pair(&pair, "[replication]\npoll_interval_ms = 250\n");
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with_log(&cfg, dir.path(), "info,pgduplex_engine::replicate=debug");
-    wait_for(30, "the daemon replicates", || async {
-        daemon.log().contains("replicating 3 table(s)")
-    })
-    .await;
+    let mut daemon = daemon(&cfg.path, &["replicate"])
+        .log_filter("info,pgduplex_engine::replicate=debug")
+        .start();
+    daemon
+        .wait_log("replicating 3 table(s)", 1, Duration::from_secs(30))
+        .await;
     let (left, right) = (
         pair.left.client().await.unwrap(),
         pair.right.client().await.unwrap(),
@@ -247,9 +255,11 @@ async fn a_trickle_of_transactions_is_applied_a_few_per_batch() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
-    wait_for(30, "the trickle replicated", || async {
-        count(&right, "select count(*) from parent").await == 40
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the trickle replicated",
+        || async { count(&right, "select count(*) from parent").await == 40 },
+    )
     .await;
     let log = daemon.log();
     let batches = log
@@ -262,7 +272,8 @@ async fn a_trickle_of_transactions_is_applied_a_few_per_batch() {
         (1..=most).contains(&batches),
         "40 transactions over {elapsed:?} were applied in {batches} batches (at most {most} expected)\n{log}"
     );
-    assert!(daemon.terminate().success());
+    let status = daemon.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}\n{}", daemon.log());
     assert_converged(&pair).await;
 }
 
@@ -350,9 +361,8 @@ async fn status_shows_install_pending_daemon_conflicts_and_copy() {
         "{out}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&cfg, dir.path());
-    wait_for(30, "the daemon to drain", || async {
+    let mut daemon = start_replicate(&cfg);
+    wait_for(Duration::from_secs(30), "the daemon to drain", || async {
         pending(&l).await + pending(&r).await == 0
     })
     .await;
@@ -366,7 +376,8 @@ async fn status_shows_install_pending_daemon_conflicts_and_copy() {
     }
     assert_eq!(st["sides"][1]["initial_copy"]["state"], "done", "{st}");
     assert_eq!(st["sides"][1]["initial_copy"]["rows_copied"], 50, "{st}");
-    assert!(daemon.terminate().success());
+    let status = daemon.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}\n{}", daemon.log());
 }
 
 /// A backlog of many batches in one direction: each batch's successor is read
