@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgduplex_testkit::compare::compare_databases;
 use pgduplex_testkit::db::quote_literal;
+use pgduplex_testkit::harness::last_conflicts;
 use pgduplex_testkit::server::percent_encode;
 use pgduplex_testkit::{Proxy, ServerOptions, TestDb, TestPair};
 use rand::rngs::StdRng;
@@ -555,20 +555,6 @@ async fn activity(pair: &TestPair) -> String {
     out
 }
 
-async fn ledger_rows(c: &Client) -> i64 {
-    c.query_one("SELECT count(*) FROM pgduplex.applied", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-async fn clients(pair: &TestPair) -> (Client, Client) {
-    (
-        pair.left.client().await.unwrap(),
-        pair.right.client().await.unwrap(),
-    )
-}
-
 /// Waits until neither side has pending deltas (the running daemon drained them).
 async fn wait_drained(pair: &TestPair, secs: u64, what: &str) {
     let (l, r) = clients(pair).await;
@@ -621,25 +607,6 @@ async fn check_journal(db: &TestDb, name: &str, reports: &[WriterReport]) -> Vec
     problems
 }
 
-/// The last entries of `pgduplex.conflicts`, for messages.
-async fn conflict_log(c: &Client) -> String {
-    c.query(
-        "SELECT * FROM (SELECT id, table_name || ' ' || coalesce(key::text, '-') || ' ' || kind || ' winner=' || winner \
-                || ' L=' || left(coalesce(left_row::text, '-'), 80) || ' R=' || left(coalesce(right_row::text, '-'), 80) \
-                || ' Lat=' || coalesce(left_changed_at::text, '-') || ' Rat=' || coalesce(right_changed_at::text, '-') \
-           FROM pgduplex.conflicts ORDER BY id DESC LIMIT 40) x ORDER BY id",
-        &[],
-    )
-    .await
-    .map(|rows| {
-        rows.iter()
-            .map(|r| format!("  {}", r.get::<_, String>(1)))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-    .unwrap_or_else(|e| format!("  (query failed: {e})"))
-}
-
 async fn orphans(c: &Client) -> Vec<String> {
     c.query(
         "SELECT c.id::text || ' -> ' || c.parent_id::text FROM child c \
@@ -654,27 +621,12 @@ async fn orphans(c: &Client) -> Vec<String> {
     .collect()
 }
 
-/// Both sides identical, nothing pending, ledgers empty, journal complete.
-async fn assert_converged(pair: &TestPair, label: &str, reports: &[WriterReport]) {
-    let (l, r) = clients(pair).await;
-    let cmp = compare_databases(&l, &r).await.unwrap();
-    if !cmp.is_identical() {
-        write_audit(pair, label).await;
-        panic!(
-            "{label}: {}\n--- last conflicts logged (left):\n{}\n--- (right):\n{}",
-            cmp.summary(),
-            conflict_log(&l).await,
-            conflict_log(&r).await
-        );
-    }
-    let (pl, pr) = (pending(&l).await, pending(&r).await);
-    assert_eq!((pl, pr), (0, 0), "{label}: pending deltas (left, right)");
-    let (ll, lr) = (ledger_rows(&l).await, ledger_rows(&r).await);
-    assert_eq!(
-        (ll, lr),
-        (0, 0),
-        "{label}: rows left in pgduplex.applied (left, right)"
-    );
+/// The kit's convergence check (both sides identical, nothing pending on either side,
+/// both ledgers empty), then no loss: every journal row a writer saw commit is on both
+/// sides, and no other.
+async fn assert_converged_without_loss(pair: &TestPair, label: &str, reports: &[WriterReport]) {
+    write_audit(pair, label).await;
+    assert_converged(pair).await;
     let mut problems = check_journal(&pair.left, "left", reports).await;
     problems.extend(check_journal(&pair.right, "right", reports).await);
     assert!(
@@ -682,6 +634,7 @@ async fn assert_converged(pair: &TestPair, label: &str, reports: &[WriterReport]
         "{label}: journal problems:\n  {}",
         problems.join("\n  ")
     );
+    let (l, _) = clients(pair).await;
     let row = l
         .query_one(
             "SELECT (SELECT count(*) FROM parent), (SELECT count(*) FROM child), \
@@ -705,13 +658,13 @@ async fn assert_no_orphans(pair: &TestPair, label: &str) {
     assert!(
         ol.is_empty() && or.is_empty(),
         "{label}: children whose parent does not exist: left {ol:?}, right {or:?}\n--- last conflicts logged (left):\n{}",
-        conflict_log(&l).await
+        last_conflicts(&l).await
     );
 }
 
 /// With `PGDUPLEX_FAULT_AUDIT=DIR`: every row change on both sides, the daemon's
-/// included, is logged to `pgduplex.test_audit` (not replicated) and written to DIR when
-/// the sides differ. A debugging aid.
+/// included, is logged to `pgduplex.test_audit` (not replicated) and written to DIR
+/// before the final convergence check and when orphans are found. A debugging aid.
 const AUDIT: &str = "
     create table pgduplex.test_audit (n bigserial primary key, at timestamptz default clock_timestamp(), tbl text, op text,
         applying text, old jsonb, new jsonb, xid bigint default txid_current());
@@ -853,7 +806,7 @@ async fn concurrent_random_workloads_converge() {
         let took = daemon.stop().await;
         eprintln!("{label}: daemon stopped {took:?} after SIGTERM");
         until_idle(&cfg, &logs, &label).await;
-        assert_converged(&pair, &label, &reports).await;
+        assert_converged_without_loss(&pair, &label, &reports).await;
         assert_no_orphans(&pair, &label).await;
     }
 }
@@ -895,7 +848,7 @@ async fn sigkill_at_random_points_loses_nothing() {
             .matches("before the last stop but not yet removed")
             .count();
         eprintln!("{label}: ledger recoveries seen in the logs: {recovered}");
-        assert_converged(&pair, &label, &reports).await;
+        assert_converged_without_loss(&pair, &label, &reports).await;
     }
 }
 
@@ -939,7 +892,7 @@ async fn abort_at_each_fail_point_loses_nothing() {
     let reports = workload.stop(&pair).await;
     daemon.stop().await;
     until_idle(&cfg, &logs, &label).await;
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
     assert_no_orphans(&pair, &label).await;
 }
 
@@ -978,7 +931,7 @@ async fn sigterm_under_load_exits_cleanly_and_restart_continues() {
     wait_drained(&pair, 60, &label).await;
     daemon.stop().await;
     until_idle(&cfg, &logs, &label).await;
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 async fn advisory_locks(c: &Client) -> i64 {
@@ -1131,7 +1084,7 @@ async fn second_daemon_waits_then_takes_over() {
     let reports = workload.stop(&pair).await;
     wait_drained(&pair, 60, &label).await;
     survivor.stop().await;
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 /// 5. The right server crashes (immediate stop) and comes back under load: the
@@ -1170,7 +1123,7 @@ async fn right_server_crash_and_restart() {
     wait_drained(&pair, 60, &label).await;
     assert!(daemon.running(), "daemon exited:\n{}", daemon.log_text());
     daemon.stop().await;
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 fn proxied_url(db: &TestDb, proxy: &Proxy) -> String {
@@ -1230,7 +1183,7 @@ async fn network_latency_and_cut_connections() {
     let reports = workload.stop(&pair).await;
     wait_drained(&pair, 60, &label).await;
     daemon.stop().await;
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 /// 7. No echo: once drained, a quiet pair has no deltas and keeps having none while
@@ -1270,7 +1223,7 @@ async fn quiet_system_stays_without_deltas() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(daemon.running(), "daemon exited:\n{}", daemon.log_text());
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
     daemon.stop().await;
     assert_eq!((pending(&l).await, pending(&r).await), (0, 0));
 }

@@ -17,8 +17,7 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use crate::conflicts::{
-    activity, assert_converged, assert_no_conflicts, clients, conflict_log, replicate_until_idle,
-    rows, run_bounded,
+    activity, assert_no_conflicts, conflict_log, replicate_until_idle, rows, run_bounded,
 };
 use crate::support::*;
 

@@ -379,8 +379,9 @@ async fn drain_problems(l: &Client, r: &Client) -> Vec<String> {
     problems
 }
 
-/// The last 40 rows of `pgduplex.conflicts`, one a line, for failure messages.
-async fn last_conflicts(c: &Client) -> String {
+/// The last 40 rows of `pgduplex.conflicts` on one side, one a line, for failure
+/// messages (the query's error instead, if it fails).
+pub async fn last_conflicts(c: &Client) -> String {
     c.query(
         "SELECT line FROM (SELECT id, table_name || ' ' || coalesce(key::text, '-') || ' ' || kind \
                 || ' winner=' || winner || ' L=' || left(coalesce(left_row::text, '-'), 80) \
