@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::compare::compare_databases;
-use crate::db::TestPair;
+use crate::db::{TestDb, TestPair};
 
 /// How often [`wait_for`] looks at its condition: it bounds the reaction time only.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -399,4 +399,28 @@ pub async fn last_conflicts(c: &Client) -> String {
             .join("\n")
     })
     .unwrap_or_else(|e| format!("  (query failed: {e})"))
+}
+
+/// The other sessions of `db`'s database, one a line: what each runs, waits for and is
+/// blocked by, for failure messages. Read through `psql` over the unix socket, so it
+/// blocks, needs no async context (a [`wait_for`] description may call it when
+/// formatted) and works while TCP connections fail; a failure is returned as the text.
+pub fn sessions(db: &TestDb) -> String {
+    let sql = "SELECT a.pid::text || ' [' || coalesce(a.application_name, '') || '] ' \
+                      || coalesce(a.state, '') \
+                      || ' wait=' || coalesce(a.wait_event_type || ':' || a.wait_event, '-') \
+                      || ' blocked_by=' || pg_catalog.pg_blocking_pids(a.pid)::text \
+                      || ' xact_age=' || coalesce((now() - a.xact_start)::text, '-') \
+                      || ' q=' || replace(left(coalesce(a.query, ''), 300), E'\\n', ' ') \
+                 FROM pg_catalog.pg_stat_activity a \
+                WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() \
+                ORDER BY a.pid";
+    match db.server().run_sql(db.name(), sql) {
+        Ok(out) => out
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("  (sessions not read: {e:#})"),
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pgduplex_testkit::compare::{compare_databases, table_rows_text};
 use pgduplex_testkit::db::{shared_pair, unique_name, TestPair};
-use pgduplex_testkit::harness::{assert_converged, assert_drained, wait_for, Daemon};
+use pgduplex_testkit::harness::{assert_converged, assert_drained, sessions, wait_for, Daemon};
 use pgduplex_testkit::proxy::Proxy;
 use pgduplex_testkit::server::{PgServer, ServerOptions};
 use tokio_postgres::{Client, NoTls};
@@ -822,4 +822,24 @@ async fn assert_converged_checks_rows_pending_changes_and_both_ledgers() {
     );
     // Sides left different on purpose (`ignore`) are still drained.
     assert_drained(&pair).await;
+}
+
+#[tokio::test]
+async fn sessions_lists_the_other_sessions_of_the_database() {
+    let pair = TestPair::new().await;
+    let c = pair.left.client().await.unwrap();
+    let pid: i32 = c
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let listed = sessions(&pair.left);
+    assert!(
+        listed.contains(&format!("  {pid} [")) && listed.contains("q=select pg_backend_pid()"),
+        "{listed}"
+    );
+    assert!(
+        !sessions(&pair.right).contains(&format!("  {pid} [")),
+        "another database's session"
+    );
 }
