@@ -60,13 +60,10 @@ pub(crate) async fn run_bounded(
             }
         }
         Err(_) => {
-            let mut sessions = String::new();
+            let mut listed = String::new();
             if let Some(pair) = pair {
                 for (side, db) in [("left", &pair.left), ("right", &pair.right)] {
-                    if let Ok(c) = db.client().await {
-                        sessions
-                            .push_str(&format!("\n--- {side} sessions\n  {}", activity(&c).await));
-                    }
+                    listed.push_str(&format!("\n--- {side} sessions\n{}", sessions(db)));
                 }
             }
             let _ = child.start_kill();
@@ -77,7 +74,7 @@ pub(crate) async fn run_bounded(
                 chars[chars.len().saturating_sub(6000)..].iter().collect()
             };
             panic!(
-                "pgduplex {args:?} did not finish within {secs} s (killed){sessions}\n--- stdout\n{}\n--- stderr (tail)\n{tail}",
+                "pgduplex {args:?} did not finish within {secs} s (killed){listed}\n--- stdout\n{}\n--- stderr (tail)\n{tail}",
                 read(&out_path)
             );
         }
@@ -89,36 +86,6 @@ pub(crate) async fn replicate_until_idle(pair: &TestPair, cfg: &Path) -> Run {
     let run = run_bounded(Some(pair), cfg, &["replicate", "--until-idle"], 60).await;
     run.assert_code(0);
     run
-}
-
-/// The database's other sessions, what they wait for and who blocks them (for
-/// failure messages).
-pub(crate) async fn activity(c: &Client) -> String {
-    c.query(
-        "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
-                coalesce(wait_event_type || ':' || wait_event, ''), pg_blocking_pids(pid)::text, \
-                left(coalesce(query, ''), 160) \
-           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid",
-        &[],
-    )
-    .await
-    .map(|rows| {
-        rows.iter()
-            .map(|r| {
-                format!(
-                    "pid {} [{}] {} wait={} blocked_by={} {}",
-                    r.get::<_, i32>(0),
-                    r.get::<_, String>(1),
-                    r.get::<_, String>(2),
-                    r.get::<_, String>(3),
-                    r.get::<_, String>(4),
-                    r.get::<_, String>(5)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n  ")
-    })
-    .unwrap_or_else(|e| e.to_string())
 }
 
 /// A row of `pgduplex.conflicts` as the tests compare it.
@@ -660,28 +627,11 @@ async fn a_unique_conflict_between_different_keys_is_reported_and_resolves_once_
     r.execute("insert into person values (2, 'a@example.com')", &[])
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("daemon.log");
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .arg("replicate")
-        .env_remove("PGDUPLEX_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(
-        Duration::from_secs(60),
-        "the WARN about the unique conflict",
-        || async { text().contains("rolled back 8 cycles in a row") },
-    )
-    .await;
-    let t = text();
+    let mut daemon = start_replicate(&cfg);
+    daemon
+        .wait_log("rolled back 8 cycles in a row", 1, Duration::from_secs(60))
+        .await;
+    let t = daemon.log();
     assert!(
         t.contains("duplicate key value violates unique constraint")
             && t.contains("(email)=(a@example.com)"),
@@ -699,7 +649,7 @@ async fn a_unique_conflict_between_different_keys_is_reported_and_resolves_once_
     )
     .await;
     // Killed (its last ledger row may be left): a restart cleans up.
-    daemon.kill().await.unwrap();
+    daemon.kill();
     replicate_until_idle(&pair, &cfg.path).await;
     assert_converged(&pair).await;
     assert_eq!(rows(&r, "person").await, ["(1,a@example.com)"]);

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgduplex_testkit::db::quote_literal;
-use pgduplex_testkit::harness::{last_conflicts, sessions};
 use pgduplex_testkit::server::percent_encode;
 use pgduplex_testkit::{Proxy, ServerOptions, TestDb, TestPair};
 use rand::rngs::StdRng;

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use crate::conflicts::{
-    activity, assert_no_conflicts, conflict_log, replicate_until_idle, rows, run_bounded,
+    assert_no_conflicts, conflict_log, replicate_until_idle, rows, run_bounded,
 };
 use crate::support::*;
 
@@ -617,21 +617,7 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
         Role::Superuser,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("daemon.log");
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .arg("replicate")
-        .env_remove("PGDUPLEX_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join("daemon.out")).unwrap())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the daemon");
-    let daemon_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut daemon = start_replicate(&cfg);
     let (l, r) = clients(&pair).await;
 
     for i in 1..=50 {
@@ -681,14 +667,11 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
         let alter = db.execute("alter table t alter column v type bigint");
         match tokio::time::timeout(Duration::from_secs(30), alter).await {
             Ok(res) => res.unwrap(),
-            Err(_) => {
-                let c = db.client().await.unwrap();
-                panic!(
-                    "ALTER TABLE on {side} did not finish within 30 s while the daemon ran; sessions:\n  {}\n--- daemon log\n{}",
-                    activity(&c).await,
-                    daemon_log()
-                );
-            }
+            Err(_) => panic!(
+                "ALTER TABLE on {side} did not finish within 30 s while the daemon ran; sessions:\n{}\n--- daemon log\n{}",
+                sessions(db),
+                daemon.log()
+            ),
         }
     }
     let after = left_next.load(Ordering::SeqCst);
@@ -717,22 +700,8 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
         + 50;
 
     // SIGTERM: the daemon finishes or rolls back the batch in hand and exits 0.
-    let pid = daemon.id().expect("daemon pid");
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "daemon did not exit within 30 s of SIGTERM\n{}",
-                daemon_log()
-            )
-        })
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "daemon exit\n{}", daemon_log());
+    let status = daemon.terminate(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "daemon exit\n{}", daemon.log());
 
     replicate_until_idle(&pair, &cfg.path).await;
     assert_converged(&pair).await;

@@ -4,7 +4,6 @@
 //! whose role may not set `session_replication_role`, the if-empty / truncate
 //! modes, and no echo of the copied rows.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pgduplex_testkit::db::quote_literal;
@@ -309,27 +308,23 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
         .unwrap();
     pair.left.execute("analyze").await.unwrap();
     let cfg = ConfigFile::for_pair(&pair, "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .args([
+    let mut copy = daemon(
+        &cfg.path,
+        &[
             "onetimecopy",
             "--jobs",
             "1",
             "--range-rows",
             "10000",
             "--defer-indexes",
-        ])
-        .env_remove("PGDUPLEX_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(cfg.path.with_extension("log")).unwrap())
-        .spawn()
-        .expect("spawn pgduplex");
+        ],
+    )
+    .start();
     let r = pair.right.client().await.unwrap();
-    let log = cfg.path.with_extension("log");
     wait_for(Duration::from_secs(60), "a finished range", || async {
-        if !log.exists() || std::fs::read_to_string(&log).unwrap().contains("error") {
-            panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let log = copy.log();
+        if log.contains("error") {
+            panic!("{log}");
         }
         r.query_one(
             "select to_regclass('pgduplex.copy_progress') is not null \
@@ -341,9 +336,7 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
         .unwrap_or(false)
     })
     .await;
-    child.kill().expect("SIGKILL");
-    let status = child.wait().unwrap();
-    assert!(!status.success());
+    assert!(!copy.kill().success());
     let before = progress(&r).await;
     let total = before.len();
     let done_before: Vec<_> = before.iter().filter(|p| p.2).cloned().collect();
@@ -446,19 +439,11 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
     let g_before = index_defs(&r, "g").await;
     assert_eq!(k_before.len(), 3);
     let cfg = ConfigFile::for_pair(&pair, "");
-    let log = cfg.path.with_extension("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .args(["onetimecopy", "--jobs", "1"])
-        .env_remove("PGDUPLEX_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn pgduplex");
+    let mut copy = daemon(&cfg.path, &["onetimecopy", "--jobs", "1"]).start();
     wait_for(Duration::from_secs(60), "the COPY into k", || async {
-        if !log.exists() || std::fs::read_to_string(&log).unwrap().contains("error") {
-            panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let log = copy.log();
+        if log.contains("error") {
+            panic!("{log}");
         }
         // The copy transaction holds k ACCESS EXCLUSIVE and is in its COPY, so
         // its indexes are dropped (not committed) by now.
@@ -472,8 +457,7 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
             > 0
     })
     .await;
-    child.kill().expect("SIGKILL");
-    assert!(!child.wait().unwrap().success());
+    assert!(!copy.kill().success());
     // The server rolls the copy transaction back once it sees the client gone.
     wait_for(Duration::from_secs(30), "the killed copy's transaction to end", || async {
         count(
@@ -708,17 +692,7 @@ async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
         .await
         .unwrap();
     let cfg = ConfigFile::for_pair(&pair, "[onetimecopy]\njobs = 1\nrange_rows = 10000\n");
-    let log = cfg.path.with_extension("log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .arg("replicate")
-        .env_remove("PGDUPLEX_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn pgduplex replicate");
+    let mut daemon = start_replicate(&cfg);
     let r = pair.right.client().await.unwrap();
     wait_for(Duration::from_secs(60), "two copied ranges of t", || async {
         r.query_one(
@@ -731,9 +705,8 @@ async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
         .unwrap_or(false)
     })
     .await;
-    daemon.kill().expect("SIGKILL");
-    daemon.wait().unwrap();
-    let first = std::fs::read_to_string(&log).unwrap();
+    daemon.kill();
+    let first = daemon.log();
     assert!(
         !first.contains("replicating"),
         "replicated before the copy ended:\n{first}"

@@ -388,32 +388,16 @@ async fn a_backlog_drained_in_small_batches_read_ahead_while_the_other_side_writ
         )
         .await
         .unwrap();
-    let run = |extra_env: Option<(&'static str, &'static str)>| {
-        let path = cfg.path.clone();
+    let run = |fail_point: Option<&'static str>| {
+        let mut command = daemon(&cfg.path, &["replicate", "--until-idle"])
+            .log_filter("info,pgduplex_engine::replicate=debug");
+        if let Some(point) = fail_point {
+            command = command.env("PGDUPLEX_FAILPOINT", point);
+        }
+        let mut run = command.start();
         async move {
-            let dir = tempfile::tempdir().unwrap();
-            let log = dir.path().join("daemon.log");
-            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"));
-            cmd.arg("--config")
-                .arg(&path)
-                .args(["replicate", "--until-idle"])
-                .env_remove("PGDUPLEX_CONFIG")
-                .env("RUST_LOG", "info,pgduplex_engine::replicate=debug")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .kill_on_drop(true);
-            if let Some((k, v)) = extra_env {
-                cmd.env(k, v);
-            }
-            let status = tokio::time::timeout(
-                std::time::Duration::from_secs(120),
-                cmd.spawn().unwrap().wait(),
-            )
-            .await
-            .expect("replicate --until-idle within 120 s")
-            .unwrap();
-            (status, std::fs::read_to_string(&log).unwrap_or_default())
+            let status = run.wait_exit(Duration::from_secs(120)).await;
+            (status, run.log())
         }
     };
     // Aborted (as kill -9 would) a few batches in, at each fail point in turn:
@@ -427,7 +411,7 @@ async fn a_backlog_drained_in_small_batches_read_ahead_while_the_other_side_writ
         "decided:3",
         "source-deleted:1",
     ] {
-        let (status, log) = run(Some(("PGDUPLEX_FAILPOINT", point))).await;
+        let (status, log) = run(Some(point)).await;
         assert!(
             !status.success() && log.contains("fail point"),
             "{point}: {status}\n{log}"

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use pgduplex_testkit::harness::{
-    assert_converged, assert_drained, clients, pending, wait_for, Daemon, DaemonCommand,
+    assert_converged, assert_drained, clients, last_conflicts, pending, sessions, wait_for, Daemon,
+    DaemonCommand,
 };
 use pgduplex_testkit::{TestDb, TestPair};
 use tokio_postgres::Client;
