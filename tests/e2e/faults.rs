@@ -371,6 +371,7 @@ async fn writer(
                     c
                 }
                 Err(_) => {
+                    // The server is away (restarting, cut off): try again shortly.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -821,7 +822,7 @@ async fn sigterm_under_load_exits_cleanly_and_restart_continues() {
     daemon
         .wait_log("replicating", 1, Duration::from_secs(60))
         .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // load with the new daemon
     let reports = workload.stop(&pair).await;
     wait_drained(&pair, &label).await;
     stop(&mut daemon).await;
@@ -1077,7 +1078,7 @@ async fn network_latency_and_cut_connections() {
             "the daemon did not reconnect through the {name} proxy"
         );
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await; // load after the cuts
     let reports = workload.stop(&pair).await;
     wait_drained(&pair, &label).await;
     stop(&mut daemon).await;
@@ -1105,7 +1106,7 @@ async fn quiet_system_stays_without_deltas() {
             ..WorkloadOptions::default()
         },
     );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // the workload's duration
     let reports = workload.stop(&pair).await;
     wait_drained(&pair, &label).await;
     let (l, r) = clients(&pair).await;
@@ -1120,6 +1121,7 @@ async fn quiet_system_stays_without_deltas() {
             "{label}: deltas reappeared on a quiet pair (left, right) after {samples} samples"
         );
         samples += 1;
+        // The sampling interval of a fixed observation window, not a wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(daemon.running(), "daemon exited:\n{}", daemon.log());

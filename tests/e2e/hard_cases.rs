@@ -43,10 +43,6 @@ async fn pair_with(schema: &str, extra: &str, role: Role) -> (TestPair, ConfigFi
     (pair, cfg)
 }
 
-async fn count(c: &Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 const ORPHANS: &str =
     "select count(*) from child c where not exists (select 1 from parent p where p.id = c.parent_id)";
 

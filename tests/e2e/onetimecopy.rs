@@ -12,10 +12,6 @@ use tokio_postgres::Client;
 
 use crate::support::*;
 
-async fn count(c: &Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 /// The copy's progress on the target: (table, part, done, copied_at text).
 async fn progress(c: &Client) -> Vec<(String, i32, bool, Option<String>)> {
     c.query(

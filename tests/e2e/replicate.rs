@@ -135,10 +135,6 @@ async fn child_of_a_parent_deleted_on_the_other_side_is_a_conflict() {
     }
 }
 
-async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 /// A column added on one side only (the DDL freeze broken) pauses that table with
 /// a message; the other tables keep replicating; the same DDL on the other side
 /// resumes it and the sides converge.

@@ -227,6 +227,14 @@ pub async fn all_user_rows(db: &TestDb) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// The one value (a count) `sql` returns.
+pub async fn count(c: &Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 /// Delta rows in a canonical order. Statement-level capture writes the rows of one
 /// statement in no particular order (a key change's 'D' may come after its 'I'), so
 /// tests compare captured changes as multisets.
