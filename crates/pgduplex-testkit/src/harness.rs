@@ -4,10 +4,12 @@
 //!
 //! Everything here observes pgduplex from the outside: the process through its exit
 //! status and its log, the databases with queries of the harness's own (the rows
-//! through [`compare_databases`], pgduplex's delta tables, TRUNCATE log and ledger by
-//! their names in `sql/schema.sql`), never through pgduplex's code. The kit cannot know
-//! where cargo built the binary (`CARGO_BIN_EXE_pgduplex` exists only in the binary
-//! crate's tests), so [`Daemon::command`] takes its path.
+//! through [`compare_databases`]; pgduplex's delta tables, TRUNCATE log, ledger and
+//! conflict log by the names the installed schema gives them), never through
+//! pgduplex's code. The kit cannot know where cargo built the binary
+//! (`CARGO_BIN_EXE_pgduplex` exists only in the binary crate's tests), so
+//! [`Daemon::command`] takes its path. [`sessions`] and [`last_conflicts`] are for
+//! failure messages.
 
 use std::ffi::OsStr;
 use std::fmt;
