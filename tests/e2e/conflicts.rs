@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pgduplex_testkit::compare::compare_databases;
 use pgduplex_testkit::TestPair;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
@@ -61,13 +60,10 @@ pub(crate) async fn run_bounded(
             }
         }
         Err(_) => {
-            let mut sessions = String::new();
+            let mut listed = String::new();
             if let Some(pair) = pair {
                 for (side, db) in [("left", &pair.left), ("right", &pair.right)] {
-                    if let Ok(c) = db.client().await {
-                        sessions
-                            .push_str(&format!("\n--- {side} sessions\n  {}", activity(&c).await));
-                    }
+                    listed.push_str(&format!("\n--- {side} sessions\n{}", sessions(db)));
                 }
             }
             let _ = child.start_kill();
@@ -78,7 +74,7 @@ pub(crate) async fn run_bounded(
                 chars[chars.len().saturating_sub(6000)..].iter().collect()
             };
             panic!(
-                "pgduplex {args:?} did not finish within {secs} s (killed){sessions}\n--- stdout\n{}\n--- stderr (tail)\n{tail}",
+                "pgduplex {args:?} did not finish within {secs} s (killed){listed}\n--- stdout\n{}\n--- stderr (tail)\n{tail}",
                 read(&out_path)
             );
         }
@@ -90,63 +86,6 @@ pub(crate) async fn replicate_until_idle(pair: &TestPair, cfg: &Path) -> Run {
     let run = run_bounded(Some(pair), cfg, &["replicate", "--until-idle"], 60).await;
     run.assert_code(0);
     run
-}
-
-/// The database's other sessions, what they wait for and who blocks them (for
-/// failure messages).
-pub(crate) async fn activity(c: &Client) -> String {
-    c.query(
-        "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
-                coalesce(wait_event_type || ':' || wait_event, ''), pg_blocking_pids(pid)::text, \
-                left(coalesce(query, ''), 160) \
-           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid",
-        &[],
-    )
-    .await
-    .map(|rows| {
-        rows.iter()
-            .map(|r| {
-                format!(
-                    "pid {} [{}] {} wait={} blocked_by={} {}",
-                    r.get::<_, i32>(0),
-                    r.get::<_, String>(1),
-                    r.get::<_, String>(2),
-                    r.get::<_, String>(3),
-                    r.get::<_, String>(4),
-                    r.get::<_, String>(5)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n  ")
-    })
-    .unwrap_or_else(|e| e.to_string())
-}
-
-/// Both sides hold the same rows, nothing is pending and the ledgers are empty.
-pub(crate) async fn assert_converged(pair: &TestPair) {
-    let (l, r) = clients(pair).await;
-    compare_databases(&l, &r).await.unwrap().assert_identical();
-    assert_no_pending(&l, &r).await;
-}
-
-pub(crate) async fn assert_no_pending(l: &Client, r: &Client) {
-    assert_eq!(pending(l).await, 0, "left has pending deltas");
-    assert_eq!(pending(r).await, 0, "right has pending deltas");
-    for (side, c) in [("left", l), ("right", r)] {
-        let ledger: i64 = c
-            .query_one("SELECT count(*) FROM pgduplex.applied", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(ledger, 0, "{side} ledger not cleaned");
-    }
-}
-
-pub(crate) async fn clients(pair: &TestPair) -> (Client, Client) {
-    (
-        pair.left.client().await.unwrap(),
-        pair.right.client().await.unwrap(),
-    )
 }
 
 /// A row of `pgduplex.conflicts` as the tests compare it.
@@ -273,7 +212,7 @@ async fn change_in_order(pair: &TestPair, first: S, left_sql: &str, right_sql: &
         .unwrap()
         .get(0);
     wait_for(
-        10,
+        Duration::from_secs(10),
         "the second server's clock to pass the first change",
         || {
             let (bc, after) = (&bc, &after);
@@ -341,7 +280,8 @@ async fn row_conflict(
         if winner.is_some() {
             assert_converged(&pair).await;
         } else {
-            assert_no_pending(&l, &r).await;
+            // `ignore` leaves each side its own row on purpose: drained, not converged.
+            assert_drained(&pair).await;
         }
         // Rows not in conflict are untouched.
         let untouched = |v: Vec<String>| -> Vec<String> {
@@ -573,7 +513,8 @@ async fn truncate_against_pending_row_changes() {
         if winner.is_some() {
             assert_converged(&pair).await;
         } else {
-            assert_no_pending(&l, &r).await;
+            // `ignore` leaves each side its own row on purpose: drained, not converged.
+            assert_drained(&pair).await;
         }
         for (side, c) in [("left", &l), ("right", &r)] {
             let log = conflict_log(c).await;
@@ -629,17 +570,21 @@ async fn a_change_committed_on_the_target_during_the_apply_is_a_conflict_logged_
         tokio::spawn(
             async move { run_bounded(None, &path, &["replicate", "--until-idle"], 60).await },
         );
-    wait_for(30, "the apply waiting for row 1", || async {
-        r.query_one(
-            "select count(*) from pg_stat_activity where datname = current_database() \
+    wait_for(
+        Duration::from_secs(30),
+        "the apply waiting for row 1",
+        || async {
+            r.query_one(
+                "select count(*) from pg_stat_activity where datname = current_database() \
                and wait_event_type = 'Lock' and query like '%ON CONFLICT%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-            > 0
-    })
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+                > 0
+        },
+    )
     .await;
     tx.commit().await.unwrap();
     daemon.await.unwrap().assert_code(0);
@@ -682,26 +627,11 @@ async fn a_unique_conflict_between_different_keys_is_reported_and_resolves_once_
     r.execute("insert into person values (2, 'a@example.com')", &[])
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("daemon.log");
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .arg("replicate")
-        .env_remove("PGDUPLEX_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(60, "the WARN about the unique conflict", || async {
-        text().contains("rolled back 8 cycles in a row")
-    })
-    .await;
-    let t = text();
+    let mut daemon = start_replicate(&cfg);
+    daemon
+        .wait_log("rolled back 8 cycles in a row", 1, Duration::from_secs(60))
+        .await;
+    let t = daemon.log();
     assert!(
         t.contains("duplicate key value violates unique constraint")
             && t.contains("(email)=(a@example.com)"),
@@ -712,12 +642,14 @@ async fn a_unique_conflict_between_different_keys_is_reported_and_resolves_once_
     r.execute("delete from person where id = 2", &[])
         .await
         .unwrap();
-    wait_for(60, "convergence after the fix", || async {
-        pending(&l).await + pending(&r).await == 0
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "convergence after the fix",
+        || async { pending(&l).await + pending(&r).await == 0 },
+    )
     .await;
     // Killed (its last ledger row may be left): a restart cleans up.
-    daemon.kill().await.unwrap();
+    daemon.kill();
     replicate_until_idle(&pair, &cfg.path).await;
     assert_converged(&pair).await;
     assert_eq!(rows(&r, "person").await, ["(1,a@example.com)"]);

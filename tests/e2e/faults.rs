@@ -9,14 +9,11 @@
 //! loss" beyond "both sides agree".
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgduplex_testkit::compare::compare_databases;
 use pgduplex_testkit::db::quote_literal;
 use pgduplex_testkit::server::percent_encode;
 use pgduplex_testkit::{Proxy, ServerOptions, TestDb, TestPair};
@@ -98,142 +95,31 @@ impl Drop for Logs {
     }
 }
 
-/// A running `pgduplex replicate`; SIGKILLed on drop if still running.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
+/// `pgduplex replicate <extra>` as the kit's daemon handle, its log kept in `logs`
+/// under `name`, at the level `PGDUPLEX_FAULT_LOG` says (info by default).
+fn replicate(config: &Path, logs: &Logs, name: &str, extra: &[&str]) -> DaemonCommand {
+    daemon(config, &["replicate"])
+        .args(extra)
+        .log_file(logs.next(name))
+        .log_filter(&std::env::var("PGDUPLEX_FAULT_LOG").unwrap_or_else(|_| "info".into()))
 }
 
-impl Daemon {
-    fn spawn(config: &Path, logs: &Logs, name: &str) -> Daemon {
-        Self::spawn_with(config, logs, name, &[])
-    }
-
-    fn spawn_with(config: &Path, logs: &Logs, name: &str, extra: &[&str]) -> Daemon {
-        Self::spawn_env(config, logs, name, extra, &[])
-    }
-
-    fn spawn_env(
-        config: &Path,
-        logs: &Logs,
-        name: &str,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Daemon {
-        let log = logs.next(name);
-        let file = File::create(&log).expect("create daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-            .envs(env.iter().copied())
-            .arg("--config")
-            .arg(config)
-            .arg("replicate")
-            .args(extra)
-            .env_remove("PGDUPLEX_CONFIG")
-            .env(
-                "RUST_LOG",
-                std::env::var("PGDUPLEX_FAULT_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn pgduplex replicate");
-        Daemon { child, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log_text().matches(needle).count()
-    }
-
-    /// Waits until the log holds `needle` at least `n` times.
-    async fn wait_log(&mut self, needle: &str, n: usize, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if self.count(needle) >= n {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "daemon exited ({st}) before logging {needle:?} x{n}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {secs} s waiting for the daemon to log {needle:?} x{n}; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// kill -9, and reap.
-    fn sigkill(&mut self) {
-        self.child.kill().expect("SIGKILL daemon");
-        self.child.wait().expect("reap daemon");
-    }
-
-    fn sigterm(&self) {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -TERM {} failed", self.pid());
-    }
-
-    async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGTERM; asserts exit code 0 within 10 s. Returns how long it took.
-    async fn stop(&mut self) -> Duration {
-        let t = Instant::now();
-        self.sigterm();
-        let st = self.wait_exit(Duration::from_secs(10)).await;
-        let took = t.elapsed();
-        match st {
-            Some(st) => assert!(
-                st.success(),
-                "daemon exited with {st} after SIGTERM; log:\n{}",
-                self.log_text()
-            ),
-            None => panic!(
-                "daemon still running 10 s after SIGTERM; log:\n{}",
-                self.log_text()
-            ),
-        }
-        took
-    }
+/// `pgduplex replicate`, started.
+fn spawn(config: &Path, logs: &Logs, name: &str) -> Daemon {
+    replicate(config, logs, name, &[]).start()
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// SIGTERM; the daemon must exit 0 within 10 s. Returns how long it took.
+async fn stop(daemon: &mut Daemon) -> Duration {
+    let t = Instant::now();
+    let status = daemon.terminate(Duration::from_secs(10)).await;
+    let took = t.elapsed();
+    assert!(
+        status.success(),
+        "daemon exited with {status} after SIGTERM; log:\n{}",
+        daemon.log()
+    );
+    took
 }
 
 // ---------------------------------------------------------------------------
@@ -311,9 +197,9 @@ impl Workload {
             match tokio::time::timeout(Duration::from_secs(30), t).await {
                 Ok(r) => out.push(r.expect("writer task")),
                 Err(_) => panic!(
-                    "seed {}: a writer is stuck 30 s after the stop; sessions:\n{}",
+                    "seed {}: a writer is stuck 30 s after the stop; {}",
                     self.seed,
-                    activity(pair).await
+                    Sessions(pair)
                 ),
             }
         }
@@ -485,6 +371,7 @@ async fn writer(
                     c
                 }
                 Err(_) => {
+                    // The server is away (restarting, cut off): try again shortly.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -530,61 +417,57 @@ async fn writer(
 // Checks
 // ---------------------------------------------------------------------------
 
-/// The other sessions of both databases and what they wait for, for messages.
-async fn activity(pair: &TestPair) -> String {
-    let mut out = String::new();
-    for (name, db) in [("left", &pair.left), ("right", &pair.right)] {
-        let Ok(c) = db.client().await else {
-            out.push_str(&format!("{name}: cannot connect\n"));
-            continue;
-        };
-        let rows = c
-            .query(
-                "SELECT a.pid::text || ' ' || coalesce(a.state, '') || ' wait=' || coalesce(a.wait_event_type || ':' || a.wait_event, '-') \
-                        || ' blocked_by=' || pg_catalog.pg_blocking_pids(a.pid)::text \
-                        || ' xact_age=' || coalesce((now() - a.xact_start)::text, '-') || ' q=' || left(a.query, 300) \
-                   FROM pg_catalog.pg_stat_activity a \
-                  WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() ORDER BY a.pid",
-                &[],
-            )
-            .await
-            .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
-            .unwrap_or_else(|e| vec![format!("query failed: {e}")]);
-        out.push_str(&format!("{name}:\n  {}\n", rows.join("\n  ")));
+/// The other sessions of both databases, for messages; read when formatted.
+struct Sessions<'a>(&'a TestPair);
+
+impl std::fmt::Display for Sessions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sessions on the left:\n{}\nsessions on the right:\n{}",
+            sessions(&self.0.left),
+            sessions(&self.0.right)
+        )
     }
-    out
-}
-
-async fn ledger_rows(c: &Client) -> i64 {
-    c.query_one("SELECT count(*) FROM pgduplex.applied", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-async fn clients(pair: &TestPair) -> (Client, Client) {
-    (
-        pair.left.client().await.unwrap(),
-        pair.right.client().await.unwrap(),
-    )
 }
 
 /// Waits until neither side has pending deltas (the running daemon drained them).
-async fn wait_drained(pair: &TestPair, secs: u64, what: &str) {
+async fn wait_drained(pair: &TestPair, label: &str) {
     let (l, r) = clients(pair).await;
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (pl, pr) = (pending(&l).await, pending(&r).await);
-        if pl == 0 && pr == 0 {
-            return;
-        }
-        if Instant::now() >= deadline {
-            panic!(
-                "{what}: still {pl} pending on left, {pr} on right after {secs} s; sessions:\n{}",
-                activity(pair).await
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let last = std::cell::Cell::new((0, 0));
+    let what = format!("{label}: nothing pending on either side");
+    wait_for(
+        Duration::from_secs(60),
+        Drained {
+            what: &what,
+            last: &last,
+            pair,
+        },
+        || async {
+            let seen = (pending(&l).await, pending(&r).await);
+            last.set(seen);
+            seen == (0, 0)
+        },
+    )
+    .await;
+}
+
+/// [`wait_drained`]'s description: what was last seen pending, and the sessions.
+struct Drained<'a> {
+    what: &'a str,
+    last: &'a std::cell::Cell<(i64, i64)>,
+    pair: &'a TestPair,
+}
+
+impl std::fmt::Display for Drained<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (l, r) = self.last.get();
+        write!(
+            f,
+            "{} (last seen: {l} pending on the left, {r} on the right)\n{}",
+            self.what,
+            Sessions(self.pair)
+        )
     }
 }
 
@@ -621,25 +504,6 @@ async fn check_journal(db: &TestDb, name: &str, reports: &[WriterReport]) -> Vec
     problems
 }
 
-/// The last entries of `pgduplex.conflicts`, for messages.
-async fn conflict_log(c: &Client) -> String {
-    c.query(
-        "SELECT * FROM (SELECT id, table_name || ' ' || coalesce(key::text, '-') || ' ' || kind || ' winner=' || winner \
-                || ' L=' || left(coalesce(left_row::text, '-'), 80) || ' R=' || left(coalesce(right_row::text, '-'), 80) \
-                || ' Lat=' || coalesce(left_changed_at::text, '-') || ' Rat=' || coalesce(right_changed_at::text, '-') \
-           FROM pgduplex.conflicts ORDER BY id DESC LIMIT 40) x ORDER BY id",
-        &[],
-    )
-    .await
-    .map(|rows| {
-        rows.iter()
-            .map(|r| format!("  {}", r.get::<_, String>(1)))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-    .unwrap_or_else(|e| format!("  (query failed: {e})"))
-}
-
 async fn orphans(c: &Client) -> Vec<String> {
     c.query(
         "SELECT c.id::text || ' -> ' || c.parent_id::text FROM child c \
@@ -654,27 +518,12 @@ async fn orphans(c: &Client) -> Vec<String> {
     .collect()
 }
 
-/// Both sides identical, nothing pending, ledgers empty, journal complete.
-async fn assert_converged(pair: &TestPair, label: &str, reports: &[WriterReport]) {
-    let (l, r) = clients(pair).await;
-    let cmp = compare_databases(&l, &r).await.unwrap();
-    if !cmp.is_identical() {
-        write_audit(pair, label).await;
-        panic!(
-            "{label}: {}\n--- last conflicts logged (left):\n{}\n--- (right):\n{}",
-            cmp.summary(),
-            conflict_log(&l).await,
-            conflict_log(&r).await
-        );
-    }
-    let (pl, pr) = (pending(&l).await, pending(&r).await);
-    assert_eq!((pl, pr), (0, 0), "{label}: pending deltas (left, right)");
-    let (ll, lr) = (ledger_rows(&l).await, ledger_rows(&r).await);
-    assert_eq!(
-        (ll, lr),
-        (0, 0),
-        "{label}: rows left in pgduplex.applied (left, right)"
-    );
+/// The kit's convergence check (both sides identical, nothing pending on either side,
+/// both ledgers empty), then no loss: every journal row a writer saw commit is on both
+/// sides, and no other.
+async fn assert_converged_without_loss(pair: &TestPair, label: &str, reports: &[WriterReport]) {
+    write_audit(pair, label).await;
+    assert_converged(pair).await;
     let mut problems = check_journal(&pair.left, "left", reports).await;
     problems.extend(check_journal(&pair.right, "right", reports).await);
     assert!(
@@ -682,6 +531,7 @@ async fn assert_converged(pair: &TestPair, label: &str, reports: &[WriterReport]
         "{label}: journal problems:\n  {}",
         problems.join("\n  ")
     );
+    let (l, _) = clients(pair).await;
     let row = l
         .query_one(
             "SELECT (SELECT count(*) FROM parent), (SELECT count(*) FROM child), \
@@ -705,13 +555,13 @@ async fn assert_no_orphans(pair: &TestPair, label: &str) {
     assert!(
         ol.is_empty() && or.is_empty(),
         "{label}: children whose parent does not exist: left {ol:?}, right {or:?}\n--- last conflicts logged (left):\n{}",
-        conflict_log(&l).await
+        last_conflicts(&l).await
     );
 }
 
 /// With `PGDUPLEX_FAULT_AUDIT=DIR`: every row change on both sides, the daemon's
-/// included, is logged to `pgduplex.test_audit` (not replicated) and written to DIR when
-/// the sides differ. A debugging aid.
+/// included, is logged to `pgduplex.test_audit` (not replicated) and written to DIR
+/// before the final convergence check and when orphans are found. A debugging aid.
 const AUDIT: &str = "
     create table pgduplex.test_audit (n bigserial primary key, at timestamptz default clock_timestamp(), tbl text, op text,
         applying text, old jsonb, new jsonb, xid bigint default txid_current());
@@ -801,18 +651,13 @@ async fn setup_with(pair: &TestPair, cfg_urls: Option<(&str, &str)>, v: Variant)
 
 /// `replicate --until-idle`, which must exit 0 within two minutes.
 async fn until_idle(cfg: &ConfigFile, logs: &Logs, label: &str) {
-    let mut run = Daemon::spawn_with(&cfg.path, logs, "until-idle", &["--until-idle"]);
-    match run.wait_exit(Duration::from_secs(120)).await {
-        Some(st) => assert!(
-            st.success(),
-            "{label}: replicate --until-idle exited with {st}:\n{}",
-            run.log_text()
-        ),
-        None => panic!(
-            "{label}: replicate --until-idle still running after 120 s:\n{}",
-            run.log_text()
-        ),
-    }
+    let mut run = replicate(&cfg.path, logs, "until-idle", &["--until-idle"]).start();
+    let status = run.wait_exit(Duration::from_secs(120)).await;
+    assert!(
+        status.success(),
+        "{label}: replicate --until-idle exited with {status}:\n{}",
+        run.log()
+    );
 }
 
 fn seeds(default: &[u64]) -> Vec<u64> {
@@ -845,15 +690,17 @@ async fn concurrent_random_workloads_converge() {
         let pair = TestPair::new().await;
         let cfg = setup_with(&pair, None, v).await;
         let logs = Logs::new(&label);
-        let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
-        daemon.wait_log("replicating", 1, 60).await;
+        let mut daemon = spawn(&cfg.path, &logs, "daemon");
+        daemon
+            .wait_log("replicating", 1, Duration::from_secs(60))
+            .await;
         let workload = Workload::start(&pair, seed, WorkloadOptions::default());
         tokio::time::sleep(Duration::from_secs(3)).await; // the workload's duration
         let reports = workload.stop(&pair).await;
-        let took = daemon.stop().await;
+        let took = stop(&mut daemon).await;
         eprintln!("{label}: daemon stopped {took:?} after SIGTERM");
         until_idle(&cfg, &logs, &label).await;
-        assert_converged(&pair, &label, &reports).await;
+        assert_converged_without_loss(&pair, &label, &reports).await;
         assert_no_orphans(&pair, &label).await;
     }
 }
@@ -869,11 +716,13 @@ async fn sigkill_at_random_points_loses_nothing() {
         let logs = Logs::new(&label);
         let mut rng = StdRng::seed_from_u64(seed);
         let workload = Workload::start(&pair, seed, WorkloadOptions::default());
-        let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
+        let mut daemon = spawn(&cfg.path, &logs, "daemon");
         for k in 0..6 {
             if k % 2 == 0 {
                 // Kill while replicating...
-                daemon.wait_log("replicating", 1, 60).await;
+                daemon
+                    .wait_log("replicating", 1, Duration::from_secs(60))
+                    .await;
             }
             // ... or anywhere from the start (prepare, lock, recovery).
             let ms = rng.gen_range(100..=700);
@@ -881,21 +730,23 @@ async fn sigkill_at_random_points_loses_nothing() {
             assert!(
                 daemon.running(),
                 "{label}: daemon exited by itself:\n{}",
-                daemon.log_text()
+                daemon.log()
             );
-            daemon.sigkill();
-            daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
+            daemon.kill();
+            daemon = spawn(&cfg.path, &logs, "daemon");
         }
-        daemon.wait_log("replicating", 1, 60).await;
+        daemon
+            .wait_log("replicating", 1, Duration::from_secs(60))
+            .await;
         let reports = workload.stop(&pair).await;
-        daemon.stop().await;
+        stop(&mut daemon).await;
         until_idle(&cfg, &logs, &label).await;
         let recovered = logs
             .dump()
             .matches("before the last stop but not yet removed")
             .count();
         eprintln!("{label}: ledger recoveries seen in the logs: {recovered}");
-        assert_converged(&pair, &label, &reports).await;
+        assert_converged_without_loss(&pair, &label, &reports).await;
     }
 }
 
@@ -914,32 +765,26 @@ async fn abort_at_each_fail_point_loses_nothing() {
     let workload = Workload::start(&pair, seed, WorkloadOptions::default());
     for point in pgduplex_engine::replicate::failpoint::POINTS {
         let spec = format!("{point}:{}", rng.gen_range(1..=3));
-        let mut daemon = Daemon::spawn_env(
-            &cfg.path,
-            &logs,
-            point,
-            &[],
-            &[(pgduplex_engine::replicate::failpoint::VAR, spec.as_str())],
-        );
-        let Some(st) = daemon.wait_exit(Duration::from_secs(60)).await else {
-            panic!(
-                "{label}: the daemon did not reach fail point {spec} within 60 s:\n{}",
-                daemon.log_text()
-            );
-        };
+        let mut daemon = replicate(&cfg.path, &logs, point, &[])
+            .env(pgduplex_engine::replicate::failpoint::VAR, &spec)
+            .start();
+        // Reached within 60 s, or the wait fails with the log.
+        let st = daemon.wait_exit(Duration::from_secs(60)).await;
         let reached = format!("fail point {point:?} reached");
         assert!(
-            !st.success() && daemon.log_text().contains(&reached),
+            !st.success() && daemon.log().contains(&reached),
             "{label}: the daemon exited ({st}) without reaching {spec}:\n{}",
-            daemon.log_text()
+            daemon.log()
         );
     }
-    let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
-    daemon.wait_log("replicating", 1, 60).await;
+    let mut daemon = spawn(&cfg.path, &logs, "daemon");
+    daemon
+        .wait_log("replicating", 1, Duration::from_secs(60))
+        .await;
     let reports = workload.stop(&pair).await;
-    daemon.stop().await;
+    stop(&mut daemon).await;
     until_idle(&cfg, &logs, &label).await;
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
     assert_no_orphans(&pair, &label).await;
 }
 
@@ -959,26 +804,30 @@ async fn sigterm_under_load_exits_cleanly_and_restart_continues() {
             ..WorkloadOptions::default()
         },
     );
-    let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
-    daemon.wait_log("replicating", 1, 60).await;
+    let mut daemon = spawn(&cfg.path, &logs, "daemon");
+    daemon
+        .wait_log("replicating", 1, Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await; // load builds up
-    let took = daemon.stop().await;
+    let took = stop(&mut daemon).await;
     eprintln!("{label}: exit 0 {took:?} after SIGTERM");
-    let log = daemon.log_text();
+    let log = daemon.log();
     assert!(
         log.contains("SIGTERM received") && log.contains("stopped"),
         "{label}: expected the SIGTERM and stop lines:\n{log}"
     );
     // Writes continue while no daemon runs, then a new one picks everything up.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut daemon = Daemon::spawn(&cfg.path, &logs, "restarted");
-    daemon.wait_log("replicating", 1, 60).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut daemon = spawn(&cfg.path, &logs, "restarted");
+    daemon
+        .wait_log("replicating", 1, Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // load with the new daemon
     let reports = workload.stop(&pair).await;
-    wait_drained(&pair, 60, &label).await;
-    daemon.stop().await;
+    wait_drained(&pair, &label).await;
+    stop(&mut daemon).await;
     until_idle(&cfg, &logs, &label).await;
-    assert_converged(&pair, &label, &reports).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 async fn advisory_locks(c: &Client) -> i64 {
@@ -1014,26 +863,25 @@ async fn exchange_markers(l: &Client, r: &Client, n: i32, what: &str) -> (i64, i
         .await
         .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut most = (0, 0);
-    loop {
-        most.0 = most.0.max(advisory_locks(l).await);
-        most.1 = most.1.max(advisory_locks(r).await);
-        if marker_present(r, "marker-left", n).await && marker_present(l, "marker-right", n).await {
-            return most;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "markers {n} ({what}) did not reach the other side within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let most = std::cell::Cell::new((0, 0));
+    wait_for(
+        Duration::from_secs(30),
+        format!("markers {n} ({what}) to reach the other side"),
+        || async {
+            let (l_locks, r_locks) = (advisory_locks(l).await, advisory_locks(r).await);
+            let (ml, mr) = most.get();
+            most.set((ml.max(l_locks), mr.max(r_locks)));
+            marker_present(r, "marker-left", n).await && marker_present(l, "marker-right", n).await
+        },
+    )
+    .await;
+    most.get()
 }
 
 /// Whether the daemon's log says it holds the sync now: its last "replicating",
 /// "waiting for it to stop" or "replication interrupted" line is "replicating".
 fn holds_lock(d: &Daemon) -> bool {
-    let log = d.log_text();
+    let log = d.log();
     let last = |s: &str| log.rfind(s).map_or(-1, |i| i as i64);
     let r = last("replicating ");
     r >= 0 && r > last("waiting for it to stop") && r > last("replication interrupted")
@@ -1057,10 +905,11 @@ async fn second_daemon_waits_then_takes_over() {
             ..WorkloadOptions::default()
         },
     );
-    let mut a = Daemon::spawn(&cfg.path, &logs, "A");
-    a.wait_log("replicating", 1, 60).await;
-    let mut b = Daemon::spawn(&cfg.path, &logs, "B");
-    b.wait_log("waiting for it to stop", 1, 60).await;
+    let mut a = spawn(&cfg.path, &logs, "A");
+    a.wait_log("replicating", 1, Duration::from_secs(60)).await;
+    let mut b = spawn(&cfg.path, &logs, "B");
+    b.wait_log("waiting for it to stop", 1, Duration::from_secs(60))
+        .await;
 
     // Both running: never more than one lock holder per side, and changes still
     // flow both ways.
@@ -1070,17 +919,21 @@ async fn second_daemon_waits_then_takes_over() {
         (1, 1),
         "most pgduplex locks held at once (left, right)"
     );
-    assert!(a.running(), "A exited:\n{}", a.log_text());
-    assert!(b.running(), "B exited:\n{}", b.log_text());
+    assert!(a.running(), "A exited:\n{}", a.log());
+    assert!(b.running(), "B exited:\n{}", b.log());
 
     // The holder is A, unless a transient error made A reconnect and B got the
     // lock in between (allowed: one writer at a time); then A must be waiting.
     let mut holder_is_a = None;
-    wait_for(30, "exactly one daemon holding the sync", || {
-        let (ha, hb) = (holds_lock(&a), holds_lock(&b));
-        holder_is_a = (ha != hb).then_some(ha);
-        async move { ha != hb }
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "exactly one daemon holding the sync",
+        || {
+            let (ha, hb) = (holds_lock(&a), holds_lock(&b));
+            holder_is_a = (ha != hb).then_some(ha);
+            async move { ha != hb }
+        },
+    )
     .await;
     let (mut holder, mut survivor) = if holder_is_a == Some(true) {
         (a, b)
@@ -1093,30 +946,21 @@ async fn second_daemon_waits_then_takes_over() {
     };
     // The survivor takes over: it was waiting for the lock ("taking over"), or it
     // was between sessions after an error and simply gets the lock next time.
-    let log = survivor.log_text();
+    let log = survivor.log();
     let last = |s: &str| log.rfind(s).map_or(-1, |i| i as i64);
     let was_waiting = last("waiting for it to stop") > last("replicating ")
         && last("waiting for it to stop") > last("replication interrupted");
     let before = log.len();
-    holder.sigkill();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = survivor.log_text();
-        let new = &text[before.min(text.len())..];
-        if new.contains("replicating ") {
-            assert!(
-                !was_waiting || new.contains("taking over"),
-                "the waiting daemon replicates without saying it takes over:\n{text}"
-            );
-            break;
-        }
-        assert!(survivor.running(), "the survivor exited:\n{text}");
-        assert!(
-            Instant::now() < deadline,
-            "the survivor did not take over within 60 s of the kill:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let replicating = log.matches("replicating ").count();
+    holder.kill();
+    survivor
+        .wait_log("replicating ", replicating + 1, Duration::from_secs(60))
+        .await;
+    let text = survivor.log();
+    assert!(
+        !was_waiting || text[before..].contains("taking over"),
+        "the waiting daemon replicates without saying it takes over:\n{text}"
+    );
     let most = exchange_markers(&l, &r, 2, "after the kill").await;
     assert_eq!(
         most,
@@ -1125,9 +969,9 @@ async fn second_daemon_waits_then_takes_over() {
     );
 
     let reports = workload.stop(&pair).await;
-    wait_drained(&pair, 60, &label).await;
-    survivor.stop().await;
-    assert_converged(&pair, &label, &reports).await;
+    wait_drained(&pair, &label).await;
+    stop(&mut survivor).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 /// 5. The right server crashes (immediate stop) and comes back under load: the
@@ -1146,15 +990,21 @@ async fn right_server_crash_and_restart() {
     .await;
     let cfg = setup(&pair, None).await;
     let logs = Logs::new(&label);
-    let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
-    daemon.wait_log("replicating", 1, 60).await;
+    let mut daemon = spawn(&cfg.path, &logs, "daemon");
+    daemon
+        .wait_log("replicating", 1, Duration::from_secs(60))
+        .await;
     let workload = Workload::start(&pair, seed, WorkloadOptions::default());
     tokio::time::sleep(Duration::from_millis(1000)).await; // load builds up
     let server = pair.right.server();
     tokio::task::block_in_place(|| server.stop_immediate()).expect("stop right");
-    daemon.wait_log("replication interrupted", 1, 30).await;
+    daemon
+        .wait_log("replication interrupted", 1, Duration::from_secs(30))
+        .await;
     tokio::task::block_in_place(|| server.start_again()).expect("start right again");
-    daemon.wait_log("replicating", 2, 60).await;
+    daemon
+        .wait_log("replicating", 2, Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_millis(1000)).await; // load after the restart
     let reports = workload.stop(&pair).await;
     let reconnects: u64 = reports
@@ -1163,10 +1013,10 @@ async fn right_server_crash_and_restart() {
         .map(|r| r.connects)
         .sum();
     assert!(reconnects >= 2, "{label}: right writers never reconnected");
-    wait_drained(&pair, 60, &label).await;
-    assert!(daemon.running(), "daemon exited:\n{}", daemon.log_text());
-    daemon.stop().await;
-    assert_converged(&pair, &label, &reports).await;
+    wait_drained(&pair, &label).await;
+    assert!(daemon.running(), "daemon exited:\n{}", daemon.log());
+    stop(&mut daemon).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 fn proxied_url(db: &TestDb, proxy: &Proxy) -> String {
@@ -1200,8 +1050,10 @@ async fn network_latency_and_cut_connections() {
     lp.set_latency(Duration::from_millis(20));
     rp.set_latency(Duration::from_millis(20));
     let logs = Logs::new(&label);
-    let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
-    daemon.wait_log("replicating", 1, 120).await;
+    let mut daemon = spawn(&cfg.path, &logs, "daemon");
+    daemon
+        .wait_log("replicating", 1, Duration::from_secs(120))
+        .await;
     let opts = WorkloadOptions {
         pause_ms: 10,
         ..WorkloadOptions::default()
@@ -1215,18 +1067,22 @@ async fn network_latency_and_cut_connections() {
             "no daemon connection on {name}"
         );
         proxy.cut_all();
-        daemon.wait_log("replication interrupted", n + 1, 30).await;
-        daemon.wait_log("replicating", n + 2, 60).await;
+        daemon
+            .wait_log("replication interrupted", n + 1, Duration::from_secs(30))
+            .await;
+        daemon
+            .wait_log("replicating", n + 2, Duration::from_secs(60))
+            .await;
         assert!(
             proxy.total_connections() > before,
             "the daemon did not reconnect through the {name} proxy"
         );
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await; // load after the cuts
     let reports = workload.stop(&pair).await;
-    wait_drained(&pair, 60, &label).await;
-    daemon.stop().await;
-    assert_converged(&pair, &label, &reports).await;
+    wait_drained(&pair, &label).await;
+    stop(&mut daemon).await;
+    assert_converged_without_loss(&pair, &label, &reports).await;
 }
 
 /// 7. No echo: once drained, a quiet pair has no deltas and keeps having none while
@@ -1238,8 +1094,10 @@ async fn quiet_system_stays_without_deltas() {
     let pair = TestPair::new().await;
     let cfg = setup(&pair, None).await;
     let logs = Logs::new(&label);
-    let mut daemon = Daemon::spawn(&cfg.path, &logs, "daemon");
-    daemon.wait_log("replicating", 1, 60).await;
+    let mut daemon = spawn(&cfg.path, &logs, "daemon");
+    daemon
+        .wait_log("replicating", 1, Duration::from_secs(60))
+        .await;
     let workload = Workload::start(
         &pair,
         seed,
@@ -1248,9 +1106,9 @@ async fn quiet_system_stays_without_deltas() {
             ..WorkloadOptions::default()
         },
     );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // the workload's duration
     let reports = workload.stop(&pair).await;
-    wait_drained(&pair, 60, &label).await;
+    wait_drained(&pair, &label).await;
     let (l, r) = clients(&pair).await;
     // Observe for a while: an echo would show up as new deltas on either side.
     let until = Instant::now() + Duration::from_millis(1200);
@@ -1263,10 +1121,11 @@ async fn quiet_system_stays_without_deltas() {
             "{label}: deltas reappeared on a quiet pair (left, right) after {samples} samples"
         );
         samples += 1;
+        // The sampling interval of a fixed observation window, not a wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(daemon.running(), "daemon exited:\n{}", daemon.log_text());
-    assert_converged(&pair, &label, &reports).await;
-    daemon.stop().await;
+    assert!(daemon.running(), "daemon exited:\n{}", daemon.log());
+    assert_converged_without_loss(&pair, &label, &reports).await;
+    stop(&mut daemon).await;
     assert_eq!((pending(&l).await, pending(&r).await), (0, 0));
 }

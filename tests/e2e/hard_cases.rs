@@ -17,8 +17,7 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use crate::conflicts::{
-    activity, assert_converged, assert_no_conflicts, clients, conflict_log, replicate_until_idle,
-    rows, run_bounded,
+    assert_no_conflicts, conflict_log, replicate_until_idle, rows, run_bounded,
 };
 use crate::support::*;
 
@@ -42,10 +41,6 @@ async fn pair_with(schema: &str, extra: &str, role: Role) -> (TestPair, ConfigFi
     };
     pgduplex_async(&cfg.path, &["install"]).await.assert_code(0);
     (pair, cfg)
-}
-
-async fn count(c: &Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 const ORPHANS: &str =
@@ -618,21 +613,7 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
         Role::Superuser,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("daemon.log");
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .arg("replicate")
-        .env_remove("PGDUPLEX_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join("daemon.out")).unwrap())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the daemon");
-    let daemon_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut daemon = start_replicate(&cfg);
     let (l, r) = clients(&pair).await;
 
     for i in 1..=50 {
@@ -641,9 +622,11 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
             .await
             .unwrap();
     }
-    wait_for(30, "the daemon to replicate the first 50 rows", || async {
-        count(&r, "select count(*) from t").await == 50
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the daemon to replicate the first 50 rows",
+        || async { count(&r, "select count(*) from t").await == 50 },
+    )
     .await;
 
     // Writers keep going through the rewrite.
@@ -662,33 +645,34 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
             stop.clone(),
         ));
     }
-    wait_for(30, "rows written during the run to reach right", || async {
-        count(
-            &r,
-            "select count(*) from t where id >= 1010 and id < 1000000",
-        )
-        .await
-            > 0
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "rows written during the run to reach right",
+        || async {
+            count(
+                &r,
+                "select count(*) from t where id >= 1010 and id < 1000000",
+            )
+            .await
+                > 0
+        },
+    )
     .await;
 
     for (side, db) in [("left", &pair.left), ("right", &pair.right)] {
         let alter = db.execute("alter table t alter column v type bigint");
         match tokio::time::timeout(Duration::from_secs(30), alter).await {
             Ok(res) => res.unwrap(),
-            Err(_) => {
-                let c = db.client().await.unwrap();
-                panic!(
-                    "ALTER TABLE on {side} did not finish within 30 s while the daemon ran; sessions:\n  {}\n--- daemon log\n{}",
-                    activity(&c).await,
-                    daemon_log()
-                );
-            }
+            Err(_) => panic!(
+                "ALTER TABLE on {side} did not finish within 30 s while the daemon ran; sessions:\n{}\n--- daemon log\n{}",
+                sessions(db),
+                daemon.log()
+            ),
         }
     }
     let after = left_next.load(Ordering::SeqCst);
     wait_for(
-        30,
+        Duration::from_secs(30),
         "rows written after the rewrite to reach right",
         || async {
             count(
@@ -712,22 +696,8 @@ async fn rewrite_while_the_daemon_runs(write_right_too: bool) {
         + 50;
 
     // SIGTERM: the daemon finishes or rolls back the batch in hand and exits 0.
-    let pid = daemon.id().expect("daemon pid");
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "daemon did not exit within 30 s of SIGTERM\n{}",
-                daemon_log()
-            )
-        })
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "daemon exit\n{}", daemon_log());
+    let status = daemon.terminate(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "daemon exit\n{}", daemon.log());
 
     replicate_until_idle(&pair, &cfg.path).await;
     assert_converged(&pair).await;

@@ -332,7 +332,7 @@ async fn install_never_blocks_writers_longer_than_the_lock_timeout() {
     });
     // Let install run into the lock several times, then end the long transaction.
     let l = pair.left.client().await.unwrap();
-    wait_for(30, "install to start retrying on public.plain", || {
+    wait_for(Duration::from_secs(30), "install to start retrying on public.plain", || {
         let l = &l;
         async move {
             l.query_one(

@@ -4,30 +4,13 @@
 //! whose role may not set `session_replication_role`, the if-empty / truncate
 //! modes, and no echo of the copied rows.
 
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use pgduplex_testkit::compare::compare_databases;
 use pgduplex_testkit::db::quote_literal;
 use pgduplex_testkit::TestPair;
 use tokio_postgres::Client;
 
 use crate::support::*;
-
-async fn clients(pair: &TestPair) -> (Client, Client) {
-    (
-        pair.left.client().await.unwrap(),
-        pair.right.client().await.unwrap(),
-    )
-}
-
-async fn count(c: &Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
-
-async fn assert_identical(pair: &TestPair) {
-    let (l, r) = clients(pair).await;
-    compare_databases(&l, &r).await.unwrap().assert_identical();
-}
 
 /// The copy's progress on the target: (table, part, done, copied_at text).
 async fn progress(c: &Client) -> Vec<(String, i32, bool, Option<String>)> {
@@ -163,7 +146,7 @@ async fn type_zoo_is_copied_byte_identical_without_echo() {
         "no progress line:\n{}",
         run.stderr
     );
-    assert_identical(&pair).await;
+    assert_converged(&pair).await;
     let (l, r) = clients(&pair).await;
     // split_me was cut into 4 ranges; every part is recorded as done.
     let p = progress(&r).await;
@@ -295,9 +278,7 @@ async fn changes_during_the_copy_converge_after_replicate() {
     pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
         .await
         .assert_code(0);
-    assert_identical(&pair).await;
-    assert_eq!(pending(&l).await, 0);
-    assert_eq!(pending(&r).await, 0);
+    assert_converged(&pair).await;
 }
 
 /// SIGKILL once a range is recorded done (one job, many ranges); the next run
@@ -323,27 +304,23 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
         .unwrap();
     pair.left.execute("analyze").await.unwrap();
     let cfg = ConfigFile::for_pair(&pair, "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .args([
+    let mut copy = daemon(
+        &cfg.path,
+        &[
             "onetimecopy",
             "--jobs",
             "1",
             "--range-rows",
             "10000",
             "--defer-indexes",
-        ])
-        .env_remove("PGDUPLEX_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(cfg.path.with_extension("log")).unwrap())
-        .spawn()
-        .expect("spawn pgduplex");
+        ],
+    )
+    .start();
     let r = pair.right.client().await.unwrap();
-    let log = cfg.path.with_extension("log");
-    wait_for(60, "a finished range", || async {
-        if !log.exists() || std::fs::read_to_string(&log).unwrap().contains("error") {
-            panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    wait_for(Duration::from_secs(60), "a finished range", || async {
+        let log = copy.log();
+        if log.contains("error") {
+            panic!("{log}");
         }
         r.query_one(
             "select to_regclass('pgduplex.copy_progress') is not null \
@@ -355,9 +332,7 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
         .unwrap_or(false)
     })
     .await;
-    child.kill().expect("SIGKILL");
-    let status = child.wait().unwrap();
-    assert!(!status.success());
+    assert!(!copy.kill().success());
     let before = progress(&r).await;
     let total = before.len();
     let done_before: Vec<_> = before.iter().filter(|p| p.2).cloned().collect();
@@ -398,7 +373,7 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
     for p in &done_before {
         assert!(after.contains(p), "{p:?} was copied again");
     }
-    assert_identical(&pair).await;
+    assert_converged(&pair).await;
     assert_eq!(
         count(
             &r,
@@ -411,7 +386,6 @@ async fn a_killed_copy_resumes_with_what_was_unfinished() {
         count(&r, "select count(*) from pgduplex.copy_saved_ddl").await,
         0
     );
-    assert_eq!(pending(&r).await, 0);
 }
 
 /// The target's indexes and constraints of `table`: (name, definition, oid).
@@ -461,19 +435,11 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
     let g_before = index_defs(&r, "g").await;
     assert_eq!(k_before.len(), 3);
     let cfg = ConfigFile::for_pair(&pair, "");
-    let log = cfg.path.with_extension("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .args(["onetimecopy", "--jobs", "1"])
-        .env_remove("PGDUPLEX_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn pgduplex");
-    wait_for(60, "the COPY into k", || async {
-        if !log.exists() || std::fs::read_to_string(&log).unwrap().contains("error") {
-            panic!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let mut copy = daemon(&cfg.path, &["onetimecopy", "--jobs", "1"]).start();
+    wait_for(Duration::from_secs(60), "the COPY into k", || async {
+        let log = copy.log();
+        if log.contains("error") {
+            panic!("{log}");
         }
         // The copy transaction holds k ACCESS EXCLUSIVE and is in its COPY, so
         // its indexes are dropped (not committed) by now.
@@ -487,10 +453,9 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
             > 0
     })
     .await;
-    child.kill().expect("SIGKILL");
-    assert!(!child.wait().unwrap().success());
+    assert!(!copy.kill().success());
     // The server rolls the copy transaction back once it sees the client gone.
-    wait_for(30, "the killed copy's transaction to end", || async {
+    wait_for(Duration::from_secs(30), "the killed copy's transaction to end", || async {
         count(
             &r,
             "select count(*) from pg_locks where relation = 'k'::regclass and mode = 'AccessExclusiveLock'",
@@ -513,7 +478,7 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
         "{}",
         run.stderr
     );
-    assert_identical(&pair).await;
+    assert_converged(&pair).await;
     let k_after = index_defs(&r, "k").await;
     let names_defs = |v: &[(String, String, u32)]| {
         v.iter()
@@ -546,8 +511,7 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
     pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
         .await
         .assert_code(0);
-    assert_identical(&pair).await;
-    assert_eq!(pending(&r).await, 0);
+    assert_converged(&pair).await;
 }
 
 /// Parents, children and grandchildren with foreign keys, into a target whose
@@ -584,9 +548,8 @@ async fn foreign_keys_without_replica_role() {
     .await;
     run.assert_code(0);
     assert!(run.stderr.contains("one shared snapshot"), "{}", run.stderr);
-    assert_identical(&pair).await;
+    assert_converged(&pair).await;
     let r = pair.right.client().await.unwrap();
-    assert_eq!(pending(&r).await, 0);
     // The self-referencing table was not split (its rows must load in one statement).
     assert_eq!(
         count(
@@ -635,7 +598,7 @@ async fn foreign_keys_without_replica_role() {
     assert_eq!(count(&r, "select count(*) from a").await, 0);
     let run = pgduplex_async(&cfg.path, &["onetimecopy", "--fk", "drop-readd"]).await;
     run.assert_code(0);
-    assert_identical(&pair).await;
+    assert_converged(&pair).await;
     assert_eq!(
         count(
             &r,
@@ -699,9 +662,8 @@ async fn if_empty_refuses_and_truncate_works() {
     pgduplex_async(&cfg.path, &["onetimecopy", "--mode", "truncate"])
         .await
         .assert_code(0);
-    assert_identical(&pair).await;
-    assert_eq!(pending(&r).await, 0, "the truncate or the copy echoed");
-    assert_eq!(pending(&l).await, 0);
+    // Nothing pending on either side: neither the truncate nor the copy echoed.
+    assert_converged(&pair).await;
 }
 
 /// The daemon's start: on a fresh pair `replicate` installs, copies and then
@@ -726,19 +688,9 @@ async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
         .await
         .unwrap();
     let cfg = ConfigFile::for_pair(&pair, "[onetimecopy]\njobs = 1\nrange_rows = 10000\n");
-    let log = cfg.path.with_extension("log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-        .arg("--config")
-        .arg(&cfg.path)
-        .arg("replicate")
-        .env_remove("PGDUPLEX_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn pgduplex replicate");
+    let mut daemon = start_replicate(&cfg);
     let r = pair.right.client().await.unwrap();
-    wait_for(60, "two copied ranges of t", || async {
+    wait_for(Duration::from_secs(60), "two copied ranges of t", || async {
         r.query_one(
             "select to_regclass('pgduplex.copy_progress') is not null \
                and (select count(*) from pgduplex.copy_progress where done and table_name = 't') >= 2",
@@ -749,9 +701,8 @@ async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
         .unwrap_or(false)
     })
     .await;
-    daemon.kill().expect("SIGKILL");
-    daemon.wait().unwrap();
-    let first = std::fs::read_to_string(&log).unwrap();
+    daemon.kill();
+    let first = daemon.log();
     assert!(
         !first.contains("replicating"),
         "replicated before the copy ended:\n{first}"
@@ -795,7 +746,7 @@ async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
     for p in before.iter().filter(|p| p.2) {
         assert!(after.contains(p), "range {p:?} was copied again: {after:?}");
     }
-    assert_identical(&pair).await;
+    assert_converged(&pair).await;
 
     // Done: a restart replicates at once.
     pair.left
@@ -810,6 +761,5 @@ async fn replicate_starts_with_the_initial_copy_and_resumes_it() {
         run.stderr
     );
     assert!(!run.stderr.contains("initial copy done"), "{}", run.stderr);
-    assert_identical(&pair).await;
-    assert_eq!(pending(&r).await, 0);
+    assert_converged(&pair).await;
 }

@@ -2,6 +2,8 @@
 //! no false differences from physical order, TOAST, server defaults or collations,
 //! keyless tables compared as multisets, exit codes.
 
+use std::time::Duration;
+
 use pgduplex_testkit::TestPair;
 use serde_json::Value;
 
@@ -443,8 +445,7 @@ async fn a_live_scan_while_replicating_reports_no_false_differences() {
     pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
         .await
         .assert_code(0);
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&cfg, dir.path());
+    let mut daemon = start_replicate(&cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let (l, r) = (
         write_load(&pair.left, Arc::clone(&stop), 1),
@@ -452,10 +453,9 @@ async fn a_live_scan_while_replicating_reports_no_false_differences() {
     );
     let scan = async {
         // Let the load and the daemon get going before the scan starts.
-        wait_for(30, "the daemon to replicate", || async {
-            daemon.log().contains("replicating")
-        })
-        .await;
+        daemon
+            .wait_log("replicating", 1, Duration::from_secs(30))
+            .await;
         let report = scan_json(&cfg, &["--settle", "30"], 0).await;
         // Sync does not run beside the daemon.
         let run = pgduplex_async(&cfg.path, &["sync", "--policy", "left_wins"]).await;
@@ -476,7 +476,8 @@ async fn a_live_scan_while_replicating_reports_no_false_differences() {
         sync_run.stderr
     );
     // Stopped and drained, the sides are identical with nothing in flight.
-    assert!(daemon.terminate().success());
+    let status = daemon.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}\n{}", daemon.log());
     pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
         .await
         .assert_code(0);

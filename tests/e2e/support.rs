@@ -1,12 +1,18 @@
-//! The harness: configuration files for a test pair, running the binary, and
+//! The e2e side of the harness: configuration files for a test pair, running the
+//! binary (to its end, or in the background through the kit's daemon handle), and
 //! reading what pgduplex captured, with queries of the test's own (never through
-//! pgduplex's code).
+//! pgduplex's code). The kit's harness ([`pgduplex_testkit::harness`]: `wait_for`,
+//! `assert_converged`, ...) is re-exported from here.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use pgduplex_testkit::harness::{
+    assert_converged, assert_drained, clients, last_conflicts, pending, sessions, wait_for, Daemon,
+    DaemonCommand,
+};
 use pgduplex_testkit::{TestDb, TestPair};
 use tokio_postgres::Client;
 
@@ -221,23 +227,12 @@ pub async fn all_user_rows(db: &TestDb) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// Waits for `cond` to hold, polling; panics after `secs` seconds with `what`.
-pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+/// The one value (a count) `sql` returns.
+pub async fn count(c: &Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
 }
 
 /// Delta rows in a canonical order. Statement-level capture writes the rows of one
@@ -260,30 +255,6 @@ pub async fn replicated_tables(client: &Client) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-/// Pending delta rows plus TRUNCATE log rows on one side.
-pub async fn pending(c: &Client) -> i64 {
-    let tables: Vec<i32> = c
-        .query("SELECT id FROM pgduplex.replicated_table", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut n: i64 = c
-        .query_one("SELECT count(*) FROM pgduplex.truncate_log", &[])
-        .await
-        .unwrap()
-        .get(0);
-    for id in tables {
-        n += c
-            .query_one(&format!("SELECT count(*) FROM pgduplex.delta_{id}"), &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-    }
-    n
 }
 
 /// A configuration connecting as a new plain role (not a superuser: no
@@ -313,50 +284,14 @@ pub async fn config_as_owner(pair: &TestPair, extra: &str) -> ConfigFile {
     )
 }
 
-/// `pgduplex replicate` as a child process, killed when dropped; its stderr (the
-/// log) goes to `daemon.log` in `dir`.
-pub struct Daemon {
-    child: std::process::Child,
-    log: PathBuf,
+/// `pgduplex --config <config> <args>` in the background: the kit's daemon handle on
+/// this crate's binary (the log at `info`, in a temp dir of the handle's, unless the
+/// returned command says otherwise).
+pub fn daemon(config: &Path, args: &[&str]) -> DaemonCommand {
+    Daemon::command(env!("CARGO_BIN_EXE_pgduplex"), config, args)
 }
 
-impl Daemon {
-    pub fn start(cfg: &ConfigFile, dir: &Path) -> Daemon {
-        Daemon::start_with_log(cfg, dir, "info")
-    }
-
-    /// With the log filter `filter` (`RUST_LOG`).
-    pub fn start_with_log(cfg: &ConfigFile, dir: &Path, filter: &str) -> Daemon {
-        let log = dir.join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pgduplex"))
-            .arg("--config")
-            .arg(&cfg.path)
-            .arg("replicate")
-            .env_remove("PGDUPLEX_CONFIG")
-            .env("RUST_LOG", filter)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits for the exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `pgduplex replicate` in the background.
+pub fn start_replicate(cfg: &ConfigFile) -> Daemon {
+    daemon(&cfg.path, &["replicate"]).start()
 }

@@ -3,23 +3,18 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgduplex_testkit::compare::{compare_databases, table_rows_text};
 use pgduplex_testkit::db::{shared_pair, unique_name, TestPair};
+use pgduplex_testkit::harness::{assert_converged, assert_drained, sessions, wait_for, Daemon};
 use pgduplex_testkit::proxy::Proxy;
 use pgduplex_testkit::server::{PgServer, ServerOptions};
 use tokio_postgres::{Client, NoTls};
 
-/// Polls `cond` until it holds, failing after a generous deadline. The poll interval
-/// only bounds reaction time; the test waits for the condition, not for a guess.
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+/// The kit's tests wait for at most this long for anything.
+const WAIT: Duration = Duration::from_secs(30);
 
 async fn connect(conn: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(conn, NoTls).await?;
@@ -216,7 +211,10 @@ async fn reaper_cleans_up_after_a_killed_process() {
         .unwrap_or_else(|| panic!("helper printed no data dir: {stdout}"))
         .to_string();
     let dir = std::path::PathBuf::from(dir);
-    wait_for("the reaper to remove the data dir", || !dir.exists()).await;
+    wait_for(WAIT, "the reaper to remove the data dir", || async {
+        !dir.exists()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -443,8 +441,11 @@ async fn proxy_forwards_delays_cuts_and_refuses() {
 
     proxy.cut_all();
     assert!(client.simple_query("SELECT 1").await.is_err());
-    wait_for("the client to see the cut", || client.is_closed()).await;
-    wait_for("no open proxied connections", || {
+    wait_for(WAIT, "the client to see the cut", || async {
+        client.is_closed()
+    })
+    .await;
+    wait_for(WAIT, "no open proxied connections", || async {
         proxy.connection_count() == 0
     })
     .await;
@@ -457,7 +458,10 @@ async fn proxy_forwards_delays_cuts_and_refuses() {
     assert_eq!(proxy.total_connections(), 2);
 
     drop(proxy);
-    wait_for("the client to see the proxy gone", || client.is_closed()).await;
+    wait_for(WAIT, "the client to see the proxy gone", || async {
+        client.is_closed()
+    })
+    .await;
 }
 
 fn psql(server: &PgServer, conninfo: &str, password: Option<&str>) -> Output {
@@ -583,4 +587,259 @@ async fn tls_server_certificates_verify_for_localhost_only() {
     // Admin over the unix socket still works, and so does the URL's sslmode.
     assert_eq!(server.run_sql(pair.left.name(), "SELECT 1").unwrap(), "1");
     assert!(server.url(pair.left.name()).ends_with("sslmode=require"));
+}
+
+// ---------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------
+
+/// Runs `f` as its own task and returns its panic message (None if it did not panic).
+async fn panic_message(
+    f: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<String> {
+    let payload = tokio::spawn(f).await.err()?.into_panic();
+    Some(
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn wait_for_returns_once_the_condition_holds_and_panics_with_what_and_the_time() {
+    let started = Instant::now();
+    let mut polls = 0;
+    wait_for(WAIT, "the third poll", || {
+        polls += 1;
+        let done = polls == 3;
+        async move { done }
+    })
+    .await;
+    assert_eq!(polls, 3);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let msg = panic_message(wait_for(
+        Duration::from_millis(100),
+        "the impossible",
+        || async { false },
+    ))
+    .await
+    .expect("wait_for panics on timeout");
+    assert!(
+        msg.starts_with("timed out after ")
+            && msg.ends_with("(limit 100ms) waiting for the impossible"),
+        "{msg}"
+    );
+}
+
+/// A stand-in for the pgduplex binary: logs its arguments and RUST_LOG, says
+/// "ready", exits 0 on SIGTERM; with the command `fail` it exits 3 at once.
+fn fake_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-pgduplex");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n\
+         echo \"args: $*\" >&2\n\
+         echo \"RUST_LOG=$RUST_LOG EXTRA=$EXTRA\" >&2\n\
+         if [ \"$3\" = fail ]; then echo boom >&2; exit 3; fi\n\
+         trap 'echo \"SIGTERM received\" >&2; exit 0' TERM\n\
+         echo ready >&2\n\
+         while :; do sleep 0.02; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn daemon_handle_starts_logs_terminates_kills_and_is_killed_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_binary(dir.path());
+    let config = dir.path().join("pgduplex.toml");
+
+    let mut d = Daemon::command(&bin, &config, &["replicate"]).start();
+    d.wait_log("ready", 1, WAIT).await;
+    let log = d.log();
+    assert!(
+        log.contains(&format!("args: --config {} replicate", config.display())),
+        "{log}"
+    );
+    assert!(log.contains("RUST_LOG=info EXTRA="), "{log}");
+    assert!(d.running());
+    let status = d.terminate(WAIT).await;
+    assert!(status.success(), "{status}");
+    assert!(d.log().contains("SIGTERM received"), "{}", d.log());
+    assert!(!d.running());
+
+    let own_log = dir.path().join("own.log");
+    let mut d = Daemon::command(&bin, &config, &["replicate"])
+        .args(&["--until-idle"])
+        .env("EXTRA", "x")
+        .log_filter("debug")
+        .log_file(&own_log)
+        .start();
+    d.wait_log("ready", 1, WAIT).await;
+    assert_eq!(d.log_path(), own_log);
+    assert!(d.log().contains("replicate --until-idle"), "{}", d.log());
+    assert!(d.log().contains("RUST_LOG=debug EXTRA=x"), "{}", d.log());
+    let status = d.kill();
+    assert!(!status.success(), "{status}");
+    assert!(!d.running());
+    assert!(!d.log().contains("SIGTERM"), "{}", d.log());
+
+    let mut d = Daemon::command(&bin, &config, &["replicate"]).start();
+    d.wait_log("ready", 1, WAIT).await;
+    let proc = std::path::PathBuf::from(format!("/proc/{}", d.pid()));
+    assert!(proc.exists());
+    drop(d);
+    assert!(!proc.exists(), "the dropped handle's process still exists");
+}
+
+#[tokio::test]
+async fn daemon_handle_waits_report_an_early_exit_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_binary(dir.path());
+    let config = dir.path().join("pgduplex.toml");
+
+    let mut d = Daemon::command(&bin, &config, &["fail"]).start();
+    let status = d.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(3));
+    assert!(d.log().contains("boom"));
+
+    let mut d = Daemon::command(&bin, &config, &["fail"]).start();
+    let msg = panic_message(async move { d.wait_log("never", 1, WAIT).await })
+        .await
+        .expect("wait_log panics when the process exits");
+    assert!(
+        msg.contains(
+            "the daemon exited (exit status: 3) while waiting for the daemon to log \"never\""
+        ) && msg.contains("boom"),
+        "{msg}"
+    );
+
+    let mut d = Daemon::command(&bin, &config, &["replicate"]).start();
+    let msg =
+        panic_message(async move { d.wait_log("never", 1, Duration::from_millis(200)).await })
+            .await
+            .expect("wait_log panics on timeout");
+    assert!(
+        msg.contains("waiting for the daemon to log \"never\" 1 time(s)") && msg.contains("ready"),
+        "{msg}"
+    );
+}
+
+/// pgduplex's bookkeeping as far as the harness reads it (see `sql/schema.sql`),
+/// and one user table, the same on both sides.
+const FAKE_INSTALL: &str = "
+    create schema pgduplex;
+    create table pgduplex.replicated_table (id int primary key);
+    insert into pgduplex.replicated_table values (1), (2);
+    create table pgduplex.delta_1 (seq bigint);
+    create table pgduplex.delta_2 (seq bigint);
+    create table pgduplex.truncate_log (seq bigint);
+    create table pgduplex.applied (sync text, source text, batch bigint);
+    create table pgduplex.conflicts (id bigint, table_name text, key jsonb, kind text,
+        winner text, left_row jsonb, right_row jsonb,
+        left_changed_at timestamptz, right_changed_at timestamptz);
+    create table t (id int primary key, v text);
+    insert into t values (1, 'a'), (2, 'b');";
+
+/// `assert_converged` checks the rows, what is pending and the ledger, on both sides
+/// each; `assert_drained` all but the rows.
+#[tokio::test]
+async fn assert_converged_checks_rows_pending_changes_and_both_ledgers() {
+    let pair = Arc::new(TestPair::new().await);
+    pair.execute_both(FAKE_INSTALL).await.unwrap();
+    assert_converged(&pair).await;
+    assert_drained(&pair).await;
+
+    let converged = |pair: &Arc<TestPair>| {
+        let pair = Arc::clone(pair);
+        panic_message(async move { assert_converged(&pair).await })
+    };
+    for (side, db, fault, expected) in [
+        (
+            "left",
+            &pair.left,
+            "insert into pgduplex.applied values ('main', 'right', 1)",
+            "left: 1 row(s) left in the ledger",
+        ),
+        (
+            "right",
+            &pair.right,
+            "insert into pgduplex.applied values ('main', 'left', 1)",
+            "right: 1 row(s) left in the ledger",
+        ),
+        (
+            "left",
+            &pair.left,
+            "insert into pgduplex.delta_2 values (1), (2)",
+            "left: 2 change(s) pending",
+        ),
+        (
+            "right",
+            &pair.right,
+            "insert into pgduplex.delta_1 values (1)",
+            "right: 1 change(s) pending",
+        ),
+        (
+            "right",
+            &pair.right,
+            "insert into pgduplex.truncate_log values (1)",
+            "right: 1 change(s) pending",
+        ),
+    ] {
+        db.execute(fault).await.unwrap();
+        let msg = converged(&pair)
+            .await
+            .unwrap_or_else(|| panic!("{side}: {fault}: not found"));
+        assert!(msg.contains(expected), "{side}: {fault}: {msg}");
+        assert!(!msg.contains("databases differ"), "{msg}");
+        let pair2 = Arc::clone(&pair);
+        let msg = panic_message(async move { assert_drained(&pair2).await })
+            .await
+            .unwrap_or_else(|| panic!("{side}: {fault}: not found by assert_drained"));
+        assert!(msg.contains(expected), "{side}: {fault}: {msg}");
+        db.execute("delete from pgduplex.applied; delete from pgduplex.delta_1; delete from pgduplex.delta_2; delete from pgduplex.truncate_log")
+            .await
+            .unwrap();
+    }
+    assert_converged(&pair).await;
+
+    pair.right
+        .execute("update t set v = 'changed' where id = 2; insert into pgduplex.conflicts values (7, 't', '[\"2\"]', 'row', 'none', null, null, null, null)")
+        .await
+        .unwrap();
+    let msg = converged(&pair).await.expect("a differing row is found");
+    assert!(
+        msg.contains("databases differ (2 differences)")
+            && msg.contains("row only in right: (2,changed)")
+            && msg.contains("the last conflicts logged on the right:\n  t [\"2\"] row winner=none"),
+        "{msg}"
+    );
+    // Sides left different on purpose (`ignore`) are still drained.
+    assert_drained(&pair).await;
+}
+
+#[tokio::test]
+async fn sessions_lists_the_other_sessions_of_the_database() {
+    let pair = TestPair::new().await;
+    let c = pair.left.client().await.unwrap();
+    let pid: i32 = c
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let listed = sessions(&pair.left);
+    assert!(
+        listed.contains(&format!("  {pid} [")) && listed.contains("q=select pg_backend_pid()"),
+        "{listed}"
+    );
+    assert!(
+        !sessions(&pair.right).contains(&format!("  {pid} [")),
+        "another database's session"
+    );
 }
