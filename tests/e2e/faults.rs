@@ -32,8 +32,8 @@ const SCHEMA: &str = "
 /// `[replication]` of every test here: the default policy, a short poll interval.
 const REPLICATION: &str = "[replication]\nconflict = \"left_wins\"\npoll_interval_ms = 20\n";
 
-/// pgduplex's advisory lock class: "pgdx" in ASCII, 1885824120.
-const LOCK_CLASS: i64 = 0x7067_6478;
+/// pgduplex's advisory lock class ("pgdx" in ASCII).
+const LOCK_CLASS: i64 = pgduplex_pg::session::LOCK_CLASS as i64;
 
 // ---------------------------------------------------------------------------
 // The daemon as a child process
