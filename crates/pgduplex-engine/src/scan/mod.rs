@@ -55,7 +55,7 @@ pub enum ScanError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("{side}: {source}")]
+    #[error("{side}")]
     Pg {
         side: Side,
         #[source]
