@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pgduplex_config::{Config, ConflictPolicy, CopyMode, FkStrategy, Side};
+use pgduplex_engine::progress::ProgressStyle;
 use pgduplex_engine::replicate::{self, Replicator};
 use pgduplex_engine::{check, copy, scan, setup, EngineError};
 
@@ -362,7 +363,7 @@ async fn run_scan(config: &Config, args: &ScanArgs) -> anyhow::Result<ExitCode> 
         jobs: args.jobs as usize,
         details: args.details,
         settle: std::time::Duration::from_secs_f64(args.settle),
-        progress: scan::progress::Style::detect(),
+        progress: ProgressStyle::detect(),
     };
     match scan::run(config, &options).await {
         Ok(report) => {
@@ -407,7 +408,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
         winner,
         dry_run: args.dry_run,
         tables,
-        progress: scan::progress::Style::detect(),
+        progress: ProgressStyle::detect(),
     };
     match scan::sync::run(config, &options).await {
         Ok(report) => {
@@ -519,10 +520,8 @@ pub fn copy_options(config: &Config, args: &OnetimecopyArgs) -> Result<copy::Cop
     if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
         return Err("--progress-interval: must be a positive number of seconds".into());
     }
-    if o.progress != copy::progress::ProgressStyle::Terminal {
-        o.progress = copy::progress::ProgressStyle::Log(std::time::Duration::from_secs_f64(
-            args.progress_interval,
-        ));
+    if o.progress != ProgressStyle::Terminal {
+        o.progress = ProgressStyle::Log(std::time::Duration::from_secs_f64(args.progress_interval));
     }
     Ok(o)
 }

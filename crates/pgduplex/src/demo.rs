@@ -162,7 +162,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 winner: pgduplex_config::Side::Left,
                 dry_run: false,
                 tables: None,
-                progress: scan::progress::Style::Quiet,
+                progress: pgduplex_engine::progress::ProgressStyle::Quiet,
             },
         )
         .await?;

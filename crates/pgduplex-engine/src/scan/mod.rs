@@ -17,7 +17,6 @@
 //! compared as multisets of rows: the same buckets over whole rows, and level 2
 //! counts each distinct row on each side.
 
-pub mod progress;
 pub mod sql;
 pub mod sync;
 
@@ -32,9 +31,9 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::pair::{open_both, SideState};
+use crate::progress::{ProgressStyle, ScanProgress};
 use crate::replicate::{lock_key, LOCK_CLASS, SESSION_SETTINGS};
 use crate::EngineError;
-use progress::ScanProgress;
 use sql::{Chunk, ScanColumn, Shape};
 
 /// Blocks per level-1 range (64 MiB of 8 kB pages).
@@ -94,7 +93,7 @@ pub struct ScanOptions {
     pub details: bool,
     /// How long differing keys are watched while replication runs.
     pub settle: Duration,
-    pub progress: progress::Style,
+    pub progress: ProgressStyle,
 }
 
 impl Default for ScanOptions {
@@ -104,7 +103,7 @@ impl Default for ScanOptions {
             jobs: 2,
             details: false,
             settle: Duration::from_secs(60),
-            progress: progress::Style::Quiet,
+            progress: ProgressStyle::Quiet,
         }
     }
 }

@@ -23,9 +23,9 @@ use pgduplex_pg::{quote_ident, TableName};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::progress::{ScanProgress, Style};
 use super::sql::Shape;
 use super::{db, key_arrays, Diff, DiffKind, ScanError, Target, DETAIL_LIMIT};
+use crate::progress::{ProgressStyle, ScanProgress};
 use crate::replicate::{lock_key, LOCK_CLASS};
 
 /// Keys per write transaction.
@@ -37,7 +37,7 @@ pub struct SyncOptions {
     pub winner: Side,
     pub dry_run: bool,
     pub tables: Option<regex::Regex>,
-    pub progress: Style,
+    pub progress: ProgressStyle,
 }
 
 /// What sync did (or, dry, would do) to one table on the losing side.
