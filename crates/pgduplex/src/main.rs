@@ -5,7 +5,8 @@
 //! 2 usage or configuration error (nothing was touched on any database), 3 the
 //! command failed (a side could not be reached, a database error, an
 //! interruption). README's "Exit codes" and each command's `--help` say what
-//! they mean per command.
+//! they mean per command. (A second stop signal exits at once with 130:
+//! shutdown.rs.)
 
 mod cli;
 #[cfg(feature = "demo")]
