@@ -6,6 +6,7 @@
 pub mod check;
 pub mod copy;
 pub mod pair;
+pub mod progress;
 pub mod replicate;
 pub mod scan;
 pub mod setup;

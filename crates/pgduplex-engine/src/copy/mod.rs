@@ -37,7 +37,6 @@
 
 pub mod ddl;
 pub mod plan;
-pub mod progress;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,12 +56,12 @@ use regex::Regex;
 use tokio_postgres::Client;
 
 use self::plan::Part;
-use self::progress::{Progress, ProgressStyle};
 use crate::check::{analyse, Analysis};
 use crate::pair::endpoints;
+use crate::progress::{CopyProgress, ProgressStyle};
 use crate::{setup, EngineError};
 
-pub use self::progress::human_bytes;
+pub use crate::progress::human_bytes;
 
 /// Extra settings of the target's sessions. `synchronous_commit = off` is safe
 /// here: a range's rows and its progress record commit together, so a commit
@@ -1022,9 +1021,9 @@ pub async fn run(
 
     // 7. The copy itself.
     let estimated: u64 = units.iter().map(|u| u.estimated_rows).sum();
-    let progress = Progress::new(estimated, units.len() as u64);
+    let progress = CopyProgress::new(estimated, units.len() as u64);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reporter = tokio::spawn(progress::report(
+    let reporter = tokio::spawn(CopyProgress::report(
         progress.clone(),
         options.progress,
         stop_rx,
@@ -1174,7 +1173,7 @@ struct Shared {
     snapshots: tokio::sync::Mutex<HashMap<usize, Arc<Snapshot>>>,
     units: Vec<Unit>,
     jobs: Vec<TableJob>,
-    progress: Arc<Progress>,
+    progress: Arc<CopyProgress>,
     src_end: Endpoint,
     tgt_end: Endpoint,
     source_side: Side,
