@@ -178,7 +178,7 @@ async fn sync_needs_a_winner_and_valid_input() {
         all_user_rows(&pair.right).await,
     );
     let run = pgduplex_async(&owner.path, &["sync", "--policy", "left_wins"]).await;
-    run.assert_code(3);
+    run.assert_code(1);
     assert!(run.stderr.contains("apply role"), "{}", run.stderr);
     assert_eq!(
         (
