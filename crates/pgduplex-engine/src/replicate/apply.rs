@@ -513,114 +513,26 @@ async fn apply_in(
     }
 
     // Stage every table's rows, then let the source's snapshot go.
-    let mut staged: Vec<usize> = Vec::new();
-    for &i in ctx.order {
-        if dir.keys[i].is_empty() {
-            continue;
-        }
-        applied.bytes += stage(source, tx, &plans[i], &dir.keys[i], temps).await?;
-        staged.push(i);
-    }
-    // The keys the source holds now of each relation a TRUNCATE empties.
-    let mut keeps = Vec::with_capacity(dir.truncates.len());
-    for action in &dir.truncates {
-        let rels = truncated(action);
-        let mut any = false;
-        for (p, rel) in &rels {
-            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", rel.quoted());
-            if source.query_one(&sql, &[]).await?.get::<_, bool>(0) {
-                any = true;
-                stage_source_keys(source, tx, &plans[*p], rel, temps).await?;
-            }
-        }
-        keeps.push(any);
-    }
+    let (staged, keeps) = stage_all(ctx, dir, source, tx, temps, applied).await?;
     release.staged(source, temps).await?;
     super::failpoint::hit("staged");
 
-    // TRUNCATEs, before the changes that followed them at the source. A TRUNCATE
-    // needs the target's read snapshot (which locked the table) gone.
-    if !dir.truncates.is_empty() {
-        release.target().await;
-    }
-    for (action, &keep) in dir.truncates.iter().zip(&keeps) {
-        match action {
-            TruncateAction::Truncate(relations) if !keep => {
-                let list = relations
-                    .iter()
-                    .map(|(_, r)| r.quoted())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                tx.batch_execute(&format!("TRUNCATE {list}")).await?;
-            }
-            TruncateAction::Truncate(relations) => {
-                let mut rels = relations.clone();
-                let rank = |p: usize| ctx.order.iter().position(|&o| o == p);
-                rels.sort_by_key(|(p, _)| std::cmp::Reverse(rank(*p)));
-                for (p, rel) in rels {
-                    let no_keys: Vec<Vec<String>> = vec![Vec::new(); plans[p].key.len()];
-                    tx.execute(
-                        &plans[p].delete_all_except(&rel, true),
-                        &sql_params(&no_keys),
-                    )
-                    .await?;
-                }
-            }
-            TruncateAction::DeleteExcept {
-                plan,
-                relation,
-                keep: keys,
-            } => {
-                let p = &plans[*plan];
-                let arrays = key_arrays(keys, p.key.len());
-                tx.execute(&p.delete_all_except(relation, keep), &sql_params(&arrays))
-                    .await?;
-            }
-        }
-    }
+    truncate(ctx, dir, tx, release, &keeps).await?;
 
-    // Changes the target made to the staged keys since it was read are found in
-    // two places. Before the writes, they are decided by policy (no lock is
-    // taken: it would write every target row twice). The writes then lock every
-    // row they touch until commit, so a later change waits for this transaction;
-    // one that committed between the check and the writes is found after them:
-    // the writes are undone (savepoint), decided like the others, and done again.
     let mut late: Vec<Conflict> = Vec::new();
-    let mut known_unseen: Vec<Vec<i64>> = vec![Vec::new(); plans.len()];
     let mut late_consumed: HashMap<(usize, Key), Vec<i64>> = HashMap::new();
-    let mut attempt = 0;
-    loop {
-        resolve_unseen(
-            ctx,
-            dir,
-            tx,
-            &staged,
-            &mut known_unseen,
-            &mut late_consumed,
-            &mut late,
-            &mut applied.ledger,
-        )
-        .await?;
-        tx.batch_execute("SAVEPOINT pgduplex_writes").await?;
-        let rows = match write_rows(ctx, dir, tx, &staged).await? {
-            Ok(rows) => rows,
-            Err(why) => return Ok(Some(why)),
-        };
-        if !any_unseen(ctx, dir, tx, &staged, &known_unseen).await? {
-            tx.batch_execute("RELEASE SAVEPOINT pgduplex_writes")
-                .await?;
-            applied.rows += rows;
-            break;
-        }
-        tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_writes")
-            .await?;
-        attempt += 1;
-        if attempt >= 3 {
-            return Ok(Some(format!(
-                "the {} side kept changing keys of the batch while they were applied",
-                dir.target
-            )));
-        }
+    if let Some(why) = write_checked(
+        ctx,
+        dir,
+        tx,
+        &staged,
+        applied,
+        &mut late,
+        &mut late_consumed,
+    )
+    .await?
+    {
+        return Ok(Some(why));
     }
     // Likewise a TRUNCATE the target committed since it was read: in the source's
     // order it would come after these writes, so they wait for the next cycle.
@@ -673,4 +585,150 @@ async fn apply_in(
         applied.batch = Some(ctx.batch);
     }
     Ok(None)
+}
+
+/// Stages the source's rows of every key of `dir` on the target, tables in
+/// foreign-key order, and the keys the source holds now of each relation a
+/// TRUNCATE empties. Returns the plans staged and, per TRUNCATE action, whether
+/// the source holds rows of its relations (keys kept).
+async fn stage_all(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    source: &Client,
+    tx: &Transaction<'_>,
+    temps: &mut Temps<'_>,
+    applied: &mut Applied,
+) -> Result<(Vec<usize>, Vec<bool>), tokio_postgres::Error> {
+    let plans = ctx.plans;
+    let mut staged: Vec<usize> = Vec::new();
+    for &i in ctx.order {
+        if dir.keys[i].is_empty() {
+            continue;
+        }
+        applied.bytes += stage(source, tx, &plans[i], &dir.keys[i], temps).await?;
+        staged.push(i);
+    }
+    // The keys the source holds now of each relation a TRUNCATE empties.
+    let mut keeps = Vec::with_capacity(dir.truncates.len());
+    for action in &dir.truncates {
+        let rels = truncated(action);
+        let mut any = false;
+        for (p, rel) in &rels {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", rel.quoted());
+            if source.query_one(&sql, &[]).await?.get::<_, bool>(0) {
+                any = true;
+                stage_source_keys(source, tx, &plans[*p], rel, temps).await?;
+            }
+        }
+        keeps.push(any);
+    }
+    Ok((staged, keeps))
+}
+
+/// TRUNCATEs, before the changes that followed them at the source. `keeps`: per
+/// action, whether the source holds rows of its relations now (then those rows'
+/// keys, staged, are kept and the rest deleted).
+async fn truncate(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    tx: &Transaction<'_>,
+    release: &mut Release,
+    keeps: &[bool],
+) -> Result<(), tokio_postgres::Error> {
+    let plans = ctx.plans;
+    // A TRUNCATE needs the target's read snapshot (which locked the table) gone.
+    if !dir.truncates.is_empty() {
+        release.target().await;
+    }
+    for (action, &keep) in dir.truncates.iter().zip(keeps) {
+        match action {
+            TruncateAction::Truncate(relations) if !keep => {
+                let list = relations
+                    .iter()
+                    .map(|(_, r)| r.quoted())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tx.batch_execute(&format!("TRUNCATE {list}")).await?;
+            }
+            TruncateAction::Truncate(relations) => {
+                let mut rels = relations.clone();
+                let rank = |p: usize| ctx.order.iter().position(|&o| o == p);
+                rels.sort_by_key(|(p, _)| std::cmp::Reverse(rank(*p)));
+                for (p, rel) in rels {
+                    let no_keys: Vec<Vec<String>> = vec![Vec::new(); plans[p].key.len()];
+                    tx.execute(
+                        &plans[p].delete_all_except(&rel, true),
+                        &sql_params(&no_keys),
+                    )
+                    .await?;
+                }
+            }
+            TruncateAction::DeleteExcept {
+                plan,
+                relation,
+                keep: keys,
+            } => {
+                let p = &plans[*plan];
+                let arrays = key_arrays(keys, p.key.len());
+                tx.execute(&p.delete_all_except(relation, keep), &sql_params(&arrays))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the staged rows, checked against the changes the target made to the
+/// staged keys since it was read (decided by policy: `late`, `late_consumed`).
+/// `Ok(Some(why))`: the direction is rolled back and decided again next cycle.
+async fn write_checked(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    tx: &Transaction<'_>,
+    staged: &[usize],
+    applied: &mut Applied,
+    late: &mut Vec<Conflict>,
+    late_consumed: &mut HashMap<(usize, Key), Vec<i64>>,
+) -> Result<Option<String>, ReplError> {
+    // Changes the target made to the staged keys since it was read are found in
+    // two places. Before the writes, they are decided by policy (no lock is
+    // taken: it would write every target row twice). The writes then lock every
+    // row they touch until commit, so a later change waits for this transaction;
+    // one that committed between the check and the writes is found after them:
+    // the writes are undone (savepoint), decided like the others, and done again.
+    let mut known_unseen: Vec<Vec<i64>> = vec![Vec::new(); ctx.plans.len()];
+    let mut attempt = 0;
+    loop {
+        resolve_unseen(
+            ctx,
+            dir,
+            tx,
+            staged,
+            &mut known_unseen,
+            late_consumed,
+            late,
+            &mut applied.ledger,
+        )
+        .await?;
+        tx.batch_execute("SAVEPOINT pgduplex_writes").await?;
+        let rows = match write_rows(ctx, dir, tx, staged).await? {
+            Ok(rows) => rows,
+            Err(why) => return Ok(Some(why)),
+        };
+        if !any_unseen(ctx, dir, tx, staged, &known_unseen).await? {
+            tx.batch_execute("RELEASE SAVEPOINT pgduplex_writes")
+                .await?;
+            applied.rows += rows;
+            return Ok(None);
+        }
+        tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_writes")
+            .await?;
+        attempt += 1;
+        if attempt >= 3 {
+            return Ok(Some(format!(
+                "the {} side kept changing keys of the batch while they were applied",
+                dir.target
+            )));
+        }
+    }
 }
