@@ -70,22 +70,33 @@ use self::cycle::Prefetch;
 use self::plan::TablePlan;
 use self::session::Conn;
 use crate::check::Analysis;
+use crate::copy::CopyError;
 use crate::pair::endpoints;
 use crate::{setup, EngineError};
 
-/// Errors of the daemon. Everything but [`ReplError::Fatal`] is retried after a
+/// Errors of the daemon. All but the fatal ones ([`ReplError::Fatal`],
+/// [`ReplError::CopyFailed`], a pair that is not ready) are retried after a
 /// reconnect with backoff.
+///
+/// No variant repeats its cause in its own message: the cause is the error's
+/// source, and [`crate::error_chain`] prints "message: cause". The wrappers of
+/// a cause that needs no words of the daemon's are transparent.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
-    #[error("{0}")]
+    #[error(transparent)]
     Db(#[from] tokio_postgres::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("the {0} side's lease moved on: another daemon took over this sync")]
     LeaseLost(Side),
     /// The initial copy failed in a way a reconnect may cure.
-    #[error("the initial copy was interrupted: {0}")]
-    Copy(String),
+    #[error("the initial copy was interrupted")]
+    Copy(#[source] CopyError),
+    /// The initial copy failed in a way a reconnect does not cure (what to do
+    /// is in the copy's message).
+    #[error(transparent)]
+    CopyFailed(CopyError),
+    /// A problem a reconnect does not cure; the message says what to do.
     #[error("{0}")]
     Fatal(String),
 }
@@ -94,7 +105,9 @@ impl ReplError {
     fn is_fatal(&self) -> bool {
         matches!(
             self,
-            ReplError::Fatal(_) | ReplError::Engine(EngineError::NotReady { .. })
+            ReplError::Fatal(_)
+                | ReplError::CopyFailed(_)
+                | ReplError::Engine(EngineError::NotReady { .. })
         )
     }
 }
@@ -466,10 +479,8 @@ impl Replicator {
                 "no initial copy: {error}. pgduplex replicates the changes made from now on; if the {target} \
                  side is not a complete copy of the other, stop it and run `pgduplex onetimecopy --mode truncate`"
             ),
-            Err(e) if copy_error_is_transient(&e) => {
-                return Err(ReplError::Copy(crate::error_chain(&e)));
-            }
-            Err(e) => return Err(ReplError::Fatal(crate::error_chain(&e))),
+            Err(e) if copy_error_is_transient(&e) => return Err(ReplError::Copy(e)),
+            Err(e) => return Err(ReplError::CopyFailed(e)),
         }
         self.copy_checked = true;
         self.pair = None;
@@ -488,7 +499,7 @@ async fn wait_for_shutdown_deadline(mut shutdown: watch::Receiver<bool>) {
 }
 
 /// A copy error a reconnect may cure: a connection that failed or broke.
-fn copy_error_is_transient(err: &crate::copy::CopyError) -> bool {
+fn copy_error_is_transient(err: &CopyError) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
@@ -503,4 +514,33 @@ fn copy_error_is_transient(err: &crate::copy::CopyError) -> bool {
         cur = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_error() -> CopyError {
+        CopyError::FkCycle {
+            side: Side::Right,
+            tables: "public.a, public.b".into(),
+        }
+    }
+
+    #[test]
+    fn copy_errors_keep_their_cause_as_the_source() {
+        let interrupted = ReplError::Copy(copy_error());
+        assert_eq!(interrupted.to_string(), "the initial copy was interrupted");
+        assert_eq!(
+            crate::error_chain(&interrupted),
+            format!("the initial copy was interrupted: {}", copy_error())
+        );
+        assert!(std::error::Error::source(&interrupted)
+            .is_some_and(|s| s.downcast_ref::<CopyError>().is_some()));
+        assert!(!interrupted.is_fatal());
+
+        let failed = ReplError::CopyFailed(copy_error());
+        assert_eq!(crate::error_chain(&failed), copy_error().to_string());
+        assert!(failed.is_fatal());
+    }
 }
