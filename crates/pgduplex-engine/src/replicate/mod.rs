@@ -228,9 +228,11 @@ impl Replicator {
         if plans.iter().any(|p| p.policy == ConflictPolicy::LatestWins) {
             clock::check_clock_skew(config, &left.client, &right.client).await?;
         }
+        // The lease's owner: `[replication] daemon_name` (the host name by
+        // default), the version and the process.
         let owner = format!(
             "{}@{} pid {}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "pgduplex".into()),
+            config.replication.daemon_name(),
             env!("CARGO_PKG_VERSION"),
             std::process::id()
         );
