@@ -44,6 +44,7 @@ const SIDE_KEYS: &[&str] = &[
 const TABLES_KEYS: &[&str] = &["include", "exclude"];
 const REPLICATION_KEYS: &[&str] = &[
     "sync",
+    "daemon_name",
     "conflict",
     "allow_apply_triggers",
     "batch_rows",
@@ -673,6 +674,19 @@ impl Cx<'_> {
                     let message = format!(
                         "must be 1 to {} characters of a-z, 0-9 and _, beginning with a letter",
                         replication::SYNC_NAME_MAX_LEN
+                    );
+                    self.report(f.span(), &f.path, message, None);
+                }
+            }
+        }
+        if let Some(f) = field(table, "replication", "daemon_name") {
+            if let Some(name) = self.string(&f) {
+                if replication::valid_daemon_name(&name) {
+                    config.daemon_name = Some(name);
+                } else {
+                    let message = format!(
+                        "must be 1 to {} characters, not blank, without control characters",
+                        replication::DAEMON_NAME_MAX_LEN
                     );
                     self.report(f.span(), &f.path, message, None);
                 }

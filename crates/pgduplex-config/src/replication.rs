@@ -2,6 +2,7 @@
 //! conflict policies.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,16 @@ pub const DEFAULT_SYNC_NAME: &str = "main";
 /// names of installed objects, which PostgreSQL truncates at 63 bytes; 32 leaves
 /// room for a prefix and a table's suffix.
 pub const SYNC_NAME_MAX_LEN: usize = 32;
+
+/// Where `[replication] daemon_name` comes from when not given: the machine's host
+/// name as the kernel reports it (Linux).
+pub const HOST_NAME_FILE: &str = "/proc/sys/kernel/hostname";
+
+/// `[replication] daemon_name` when not given and the host name cannot be read.
+pub const FALLBACK_DAEMON_NAME: &str = "pgduplex";
+
+/// Longest daemon name (a host name has at most 64 bytes on Linux).
+pub const DAEMON_NAME_MAX_LEN: usize = 64;
 
 /// `[replication] conflict` when not given: `left_wins`. Deterministic and
 /// independent of clocks; left is usually the database being moved away from, the
@@ -109,6 +120,13 @@ pub struct ReplicationConfig {
     /// [`SYNC_NAME_MAX_LEN`] characters of `a-z`, `0-9` and `_`, starting with a
     /// letter. Default: [`DEFAULT_SYNC_NAME`] (`main`).
     pub sync: String,
+    /// `daemon_name`: names the daemon in the sync's lease (`pgduplex status`
+    /// shows it; a daemon waiting for the lock logs who holds it), followed by
+    /// pgduplex's version and the process id. 1 to [`DAEMON_NAME_MAX_LEN`]
+    /// characters, not blank, no control characters. Default (`None`): the
+    /// machine's host name, read from [`HOST_NAME_FILE`] when the daemon
+    /// starts, else [`FALLBACK_DAEMON_NAME`]; see [`ReplicationConfig::daemon_name`].
+    pub daemon_name: Option<String>,
     /// `conflict`: the policy for tables without a `[[table]]` override. Default:
     /// [`DEFAULT_CONFLICT_POLICY`] (`left_wins`).
     pub conflict: ConflictPolicy,
@@ -136,6 +154,7 @@ impl Default for ReplicationConfig {
     fn default() -> Self {
         ReplicationConfig {
             sync: DEFAULT_SYNC_NAME.to_owned(),
+            daemon_name: None,
             conflict: DEFAULT_CONFLICT_POLICY,
             allow_apply_triggers: DEFAULT_ALLOW_APPLY_TRIGGERS,
             batch_rows: DEFAULT_BATCH_ROWS,
@@ -144,6 +163,29 @@ impl Default for ReplicationConfig {
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
+}
+
+impl ReplicationConfig {
+    /// The daemon's name: `daemon_name` if given, else the machine's host name
+    /// ([`host_name`]).
+    pub fn daemon_name(&self) -> String {
+        self.daemon_name.clone().unwrap_or_else(host_name)
+    }
+}
+
+/// The machine's host name, from [`HOST_NAME_FILE`] (trimmed); where it cannot
+/// be read or is empty, [`FALLBACK_DAEMON_NAME`].
+pub fn host_name() -> String {
+    host_name_from(Path::new(HOST_NAME_FILE))
+}
+
+/// [`host_name`], read from `file`.
+fn host_name_from(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| FALLBACK_DAEMON_NAME.to_owned())
 }
 
 /// `[install]`: DDL on live tables.
@@ -175,6 +217,13 @@ pub(crate) fn valid_sync_name(name: &str) -> bool {
         && name.len() <= SYNC_NAME_MAX_LEN
 }
 
+/// Whether `name` is a valid daemon name.
+pub(crate) fn valid_daemon_name(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.chars().count() <= DAEMON_NAME_MAX_LEN
+        && !name.chars().any(char::is_control)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +244,51 @@ mod tests {
         ] {
             assert!(!valid_sync_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn daemon_names() {
+        for ok in [
+            "db-mover-1",
+            "a",
+            "pod 7 (eu-west)",
+            "hôte",
+            &"x".repeat(DAEMON_NAME_MAX_LEN),
+        ] {
+            assert!(valid_daemon_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "tab\there",
+            &"x".repeat(DAEMON_NAME_MAX_LEN + 1),
+        ] {
+            assert!(!valid_daemon_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn host_name_is_read_trimmed_with_a_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hostname");
+        std::fs::write(&file, "db-host-3\n").unwrap();
+        assert_eq!(host_name_from(&file), "db-host-3");
+        std::fs::write(&file, " \n").unwrap();
+        assert_eq!(host_name_from(&file), FALLBACK_DAEMON_NAME);
+        assert_eq!(
+            host_name_from(&dir.path().join("missing")),
+            FALLBACK_DAEMON_NAME
+        );
+    }
+
+    #[test]
+    fn the_daemon_name_is_the_setting_else_the_host_name() {
+        let mut config = ReplicationConfig::default();
+        assert_eq!(config.daemon_name, None);
+        assert_eq!(config.daemon_name(), host_name());
+        config.daemon_name = Some("mover".into());
+        assert_eq!(config.daemon_name(), "mover");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Invalid files: every problem reported at once, with position, key path and hint,
 //! and never a value from the file.
 
-use pgduplex_config::{Config, ConfigError};
+use pgduplex_config::{Config, ConfigError, DAEMON_NAME_MAX_LEN};
 
 use crate::support::{minimal, parse, problem, problem_at, problems};
 
@@ -236,6 +236,26 @@ fn bad_sync_name() {
     assert_eq!(p.key, "replication.sync");
     assert!(p.message.contains("a-z, 0-9 and _"), "{p}");
     assert!(!p.to_string().contains("Main-Sync"));
+}
+
+#[test]
+fn bad_daemon_name() {
+    for bad in [
+        "\"\"",
+        "\"  \"",
+        "\"a\\tb\"",
+        &format!("\"{}\"", "h".repeat(DAEMON_NAME_MAX_LEN + 1)),
+    ] {
+        let p = problem(&minimal(&format!("[replication]\ndaemon_name = {bad}\n")));
+        assert_eq!(p.key, "replication.daemon_name");
+        assert_eq!((p.line, p.column), (Some(7), Some(15)), "{p}");
+        assert!(p.message.contains("1 to 64 characters"), "{p}");
+    }
+    let p = problem(&minimal("[replication]\ndaemon_name = 7\n"));
+    assert_eq!(p.message, "expected a string, found an integer");
+    let p = problem(&minimal("[replication]\ndaemon = \"x\"\n"));
+    assert_eq!(p.key, "replication.daemon");
+    assert_eq!(p.hint.as_deref(), Some("did you mean `daemon_name`?"));
 }
 
 #[test]

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use pgduplex_config::{
-    ConflictPolicy, Host, RootCert, Side, SslMode, TargetSessionAttrs, DEFAULT_CONFLICT_POLICY,
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_SYNC_NAME,
+    host_name, ConflictPolicy, Host, RootCert, Side, SslMode, TargetSessionAttrs,
+    DEFAULT_CONFLICT_POLICY, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_SYNC_NAME,
 };
 
 use crate::support::{minimal, ok, parse_at};
@@ -65,6 +65,7 @@ fn every_option_of_the_contract_is_in_the_example() {
         "exclude",
         "[replication]",
         "sync",
+        "daemon_name",
         "conflict",
         "allow_apply_triggers",
         "[install]",
@@ -107,6 +108,7 @@ exclude = ['_old$']
 
 [replication]
 sync = "orders_1"
+daemon_name = "mover on db-7"
 conflict = "latest_wins"
 allow_apply_triggers = true
 
@@ -160,6 +162,11 @@ name = "public.plain"
     assert_eq!(config.tables.exclude().len(), 1);
 
     assert_eq!(config.replication.sync, "orders_1");
+    assert_eq!(
+        config.replication.daemon_name.as_deref(),
+        Some("mover on db-7")
+    );
+    assert_eq!(config.replication.daemon_name(), "mover on db-7");
     assert_eq!(config.replication.conflict, ConflictPolicy::LatestWins);
     assert!(config.replication.allow_apply_triggers);
     assert_eq!(config.install.lock_timeout, Duration::from_millis(1500));
@@ -209,6 +216,9 @@ fn defaults() {
     assert!(config.tables.selects("anything.at_all"));
     assert_eq!(config.replication.sync, DEFAULT_SYNC_NAME);
     assert_eq!(config.replication.sync, "main");
+    // Not given: the machine's host name, read when asked for.
+    assert_eq!(config.replication.daemon_name, None);
+    assert_eq!(config.replication.daemon_name(), host_name());
     assert_eq!(config.replication.conflict, DEFAULT_CONFLICT_POLICY);
     assert!(!config.replication.allow_apply_triggers);
     assert_eq!(config.install.lock_timeout, DEFAULT_LOCK_TIMEOUT);

@@ -14,14 +14,14 @@ use pgduplex_pg::copytext;
 use pgduplex_pg::retry::RetryClass;
 use pgduplex_pg::store;
 use tokio::sync::watch;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use super::batch::{
     decide, idx, key_arrays, sql_params, Conflict, Direction, Key, SideRead, TruncateAction, Winner,
 };
-use super::fk::{self, FkPlan};
+use super::fk::FkPlan;
 use super::plan::TablePlan;
+use super::write::write_rows;
 use super::ReplError;
 
 /// `lock_timeout` of the apply transaction, in ms (see `apply_in`).
@@ -275,81 +275,6 @@ impl Temps<'_> {
     }
 }
 
-fn is_set_based_refusal(err: &tokio_postgres::Error) -> bool {
-    matches!(
-        err.code(),
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION
-            || *c == SqlState::WRONG_OBJECT_TYPE
-            || *c == SqlState::FEATURE_NOT_SUPPORTED
-            || *c == SqlState::EXCLUSION_VIOLATION
-    )
-}
-
-/// Ordered per-row apply of one table's present staged rows, for when the
-/// set-based upsert fails on a unique constraint other than the key (two rows
-/// swapping a value) or a deferrable key (which cannot arbitrate ON CONFLICT).
-/// Rows are applied one by one, those that fail are retried once others moved
-/// out of their way; rows that still block each other (a swap) are deleted on the
-/// target and inserted again.
-async fn per_row(tx: &Transaction<'_>, plan: &TablePlan) -> Result<(), tokio_postgres::Error> {
-    let nkey = plan.key.len();
-    let keys: Vec<Key> = tx
-        .query(&plan.staged_present_keys(), &[])
-        .await?
-        .into_iter()
-        .map(|r| (0..nkey).map(|i| r.get::<_, String>(i)).collect())
-        .collect();
-    let update = plan.update_one();
-    let insert = plan.insert_one();
-    let exists = plan.exists_one();
-    let mut pending = keys;
-    loop {
-        let mut blocked = Vec::new();
-        let before = pending.len();
-        for key in pending {
-            let p = sql_params(&key);
-            tx.batch_execute("SAVEPOINT pgduplex_row").await?;
-            let res = async {
-                if tx.query_opt(&exists, &p).await?.is_some() {
-                    if let Some(u) = &update {
-                        tx.execute(u, &p).await?;
-                    }
-                } else {
-                    tx.execute(&insert, &p).await?;
-                }
-                Ok::<_, tokio_postgres::Error>(())
-            }
-            .await;
-            match res {
-                Ok(()) => tx.batch_execute("RELEASE SAVEPOINT pgduplex_row").await?,
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_row")
-                        .await?;
-                    blocked.push(key);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if blocked.is_empty() {
-            return Ok(());
-        }
-        if blocked.len() == before {
-            // No progress: the remaining rows hold each other's values.
-            let delete = plan.delete_one();
-            for key in &blocked {
-                let p = sql_params(key);
-                tx.execute(&delete, &p).await?;
-            }
-            for key in &blocked {
-                let p = sql_params(key);
-                tx.execute(&insert, &p).await?;
-            }
-            return Ok(());
-        }
-        pending = blocked;
-    }
-}
-
 fn json_key(key: &Key) -> String {
     serde_json::to_string(key).expect("strings serialise")
 }
@@ -487,84 +412,6 @@ async fn any_unseen(
     Ok(false)
 }
 
-/// The writes of the staged rows: deletes, children first; then upserts, parents
-/// first. Returns the rows written, or (`Err`) why the direction must be rolled
-/// back and decided again.
-async fn write_rows(
-    ctx: &ApplyContext<'_>,
-    dir: &Direction,
-    tx: &Transaction<'_>,
-    staged: &[usize],
-) -> Result<Result<u64, String>, ReplError> {
-    let plans = ctx.plans;
-    let mut rows = 0;
-    // Without the server's foreign-key triggers (replica role), the apply checks
-    // the keys itself: the values the staged parents hold now, to look for
-    // children left without them after the writes.
-    let referenced = if ctx.replica_role {
-        fk::referenced_before(tx, ctx.fks, plans, staged).await?
-    } else {
-        Vec::new()
-    };
-
-    // Where the server checks a foreign key at once (not DEFERRABLE, no replica
-    // role), a parent still referenced by a child row that this batch points
-    // elsewhere can only go after the upserts: its delete is tried first and,
-    // refused, done then.
-    let mut late_deletes = Vec::new();
-    for &i in staged.iter().rev() {
-        let referenced = !ctx.replica_role && ctx.fks.iter().any(|f| f.parent == i);
-        if !referenced {
-            rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
-            continue;
-        }
-        tx.batch_execute("SAVEPOINT pgduplex_delete").await?;
-        match tx.execute(&plans[i].delete_absent(), &[]).await {
-            Ok(n) => {
-                rows += n;
-                tx.batch_execute("RELEASE SAVEPOINT pgduplex_delete")
-                    .await?;
-            }
-            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_delete")
-                    .await?;
-                late_deletes.push(i);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for &i in staged {
-        let plan = &plans[i];
-        tx.batch_execute("SAVEPOINT pgduplex_table").await?;
-        match tx.execute(&plan.upsert(), &[]).await {
-            Ok(n) => {
-                rows += n;
-                tx.batch_execute("RELEASE SAVEPOINT pgduplex_table").await?;
-            }
-            Err(e) if is_set_based_refusal(&e) => {
-                tracing::debug!(table = %plan.name, error = %e, "set-based apply refused; applying row by row");
-                tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_table")
-                    .await?;
-                per_row(tx, plan).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for &i in &late_deletes {
-        rows += tx.execute(&plans[i].delete_absent(), &[]).await?;
-    }
-
-    if ctx.replica_role {
-        if let Some(table) = fk::violated(tx, ctx.fks, plans, staged, &referenced).await? {
-            return Ok(Err(format!(
-                "a foreign key of {table} would break on the {} side (its own change since the read); decided again next cycle",
-                dir.target
-            )));
-        }
-    }
-    Ok(Ok(rows))
-}
-
 /// Runs the apply transaction of `dir` on `target` (rows read from `source`, the
 /// source's read transaction, which this ends).
 pub async fn apply_direction(
@@ -666,114 +513,26 @@ async fn apply_in(
     }
 
     // Stage every table's rows, then let the source's snapshot go.
-    let mut staged: Vec<usize> = Vec::new();
-    for &i in ctx.order {
-        if dir.keys[i].is_empty() {
-            continue;
-        }
-        applied.bytes += stage(source, tx, &plans[i], &dir.keys[i], temps).await?;
-        staged.push(i);
-    }
-    // The keys the source holds now of each relation a TRUNCATE empties.
-    let mut keeps = Vec::with_capacity(dir.truncates.len());
-    for action in &dir.truncates {
-        let rels = truncated(action);
-        let mut any = false;
-        for (p, rel) in &rels {
-            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", rel.quoted());
-            if source.query_one(&sql, &[]).await?.get::<_, bool>(0) {
-                any = true;
-                stage_source_keys(source, tx, &plans[*p], rel, temps).await?;
-            }
-        }
-        keeps.push(any);
-    }
+    let (staged, keeps) = stage_all(ctx, dir, source, tx, temps, applied).await?;
     release.staged(source, temps).await?;
     super::failpoint::hit("staged");
 
-    // TRUNCATEs, before the changes that followed them at the source. A TRUNCATE
-    // needs the target's read snapshot (which locked the table) gone.
-    if !dir.truncates.is_empty() {
-        release.target().await;
-    }
-    for (action, &keep) in dir.truncates.iter().zip(&keeps) {
-        match action {
-            TruncateAction::Truncate(relations) if !keep => {
-                let list = relations
-                    .iter()
-                    .map(|(_, r)| r.quoted())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                tx.batch_execute(&format!("TRUNCATE {list}")).await?;
-            }
-            TruncateAction::Truncate(relations) => {
-                let mut rels = relations.clone();
-                let rank = |p: usize| ctx.order.iter().position(|&o| o == p);
-                rels.sort_by_key(|(p, _)| std::cmp::Reverse(rank(*p)));
-                for (p, rel) in rels {
-                    let no_keys: Vec<Vec<String>> = vec![Vec::new(); plans[p].key.len()];
-                    tx.execute(
-                        &plans[p].delete_all_except(&rel, true),
-                        &sql_params(&no_keys),
-                    )
-                    .await?;
-                }
-            }
-            TruncateAction::DeleteExcept {
-                plan,
-                relation,
-                keep: keys,
-            } => {
-                let p = &plans[*plan];
-                let arrays = key_arrays(keys, p.key.len());
-                tx.execute(&p.delete_all_except(relation, keep), &sql_params(&arrays))
-                    .await?;
-            }
-        }
-    }
+    truncate(ctx, dir, tx, release, &keeps).await?;
 
-    // Changes the target made to the staged keys since it was read are found in
-    // two places. Before the writes, they are decided by policy (no lock is
-    // taken: it would write every target row twice). The writes then lock every
-    // row they touch until commit, so a later change waits for this transaction;
-    // one that committed between the check and the writes is found after them:
-    // the writes are undone (savepoint), decided like the others, and done again.
     let mut late: Vec<Conflict> = Vec::new();
-    let mut known_unseen: Vec<Vec<i64>> = vec![Vec::new(); plans.len()];
     let mut late_consumed: HashMap<(usize, Key), Vec<i64>> = HashMap::new();
-    let mut attempt = 0;
-    loop {
-        resolve_unseen(
-            ctx,
-            dir,
-            tx,
-            &staged,
-            &mut known_unseen,
-            &mut late_consumed,
-            &mut late,
-            &mut applied.ledger,
-        )
-        .await?;
-        tx.batch_execute("SAVEPOINT pgduplex_writes").await?;
-        let rows = match write_rows(ctx, dir, tx, &staged).await? {
-            Ok(rows) => rows,
-            Err(why) => return Ok(Some(why)),
-        };
-        if !any_unseen(ctx, dir, tx, &staged, &known_unseen).await? {
-            tx.batch_execute("RELEASE SAVEPOINT pgduplex_writes")
-                .await?;
-            applied.rows += rows;
-            break;
-        }
-        tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_writes")
-            .await?;
-        attempt += 1;
-        if attempt >= 3 {
-            return Ok(Some(format!(
-                "the {} side kept changing keys of the batch while they were applied",
-                dir.target
-            )));
-        }
+    if let Some(why) = write_checked(
+        ctx,
+        dir,
+        tx,
+        &staged,
+        applied,
+        &mut late,
+        &mut late_consumed,
+    )
+    .await?
+    {
+        return Ok(Some(why));
     }
     // Likewise a TRUNCATE the target committed since it was read: in the source's
     // order it would come after these writes, so they wait for the next cycle.
@@ -826,4 +585,150 @@ async fn apply_in(
         applied.batch = Some(ctx.batch);
     }
     Ok(None)
+}
+
+/// Stages the source's rows of every key of `dir` on the target, tables in
+/// foreign-key order, and the keys the source holds now of each relation a
+/// TRUNCATE empties. Returns the plans staged and, per TRUNCATE action, whether
+/// the source holds rows of its relations (keys kept).
+async fn stage_all(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    source: &Client,
+    tx: &Transaction<'_>,
+    temps: &mut Temps<'_>,
+    applied: &mut Applied,
+) -> Result<(Vec<usize>, Vec<bool>), tokio_postgres::Error> {
+    let plans = ctx.plans;
+    let mut staged: Vec<usize> = Vec::new();
+    for &i in ctx.order {
+        if dir.keys[i].is_empty() {
+            continue;
+        }
+        applied.bytes += stage(source, tx, &plans[i], &dir.keys[i], temps).await?;
+        staged.push(i);
+    }
+    // The keys the source holds now of each relation a TRUNCATE empties.
+    let mut keeps = Vec::with_capacity(dir.truncates.len());
+    for action in &dir.truncates {
+        let rels = truncated(action);
+        let mut any = false;
+        for (p, rel) in &rels {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", rel.quoted());
+            if source.query_one(&sql, &[]).await?.get::<_, bool>(0) {
+                any = true;
+                stage_source_keys(source, tx, &plans[*p], rel, temps).await?;
+            }
+        }
+        keeps.push(any);
+    }
+    Ok((staged, keeps))
+}
+
+/// TRUNCATEs, before the changes that followed them at the source. `keeps`: per
+/// action, whether the source holds rows of its relations now (then those rows'
+/// keys, staged, are kept and the rest deleted).
+async fn truncate(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    tx: &Transaction<'_>,
+    release: &mut Release,
+    keeps: &[bool],
+) -> Result<(), tokio_postgres::Error> {
+    let plans = ctx.plans;
+    // A TRUNCATE needs the target's read snapshot (which locked the table) gone.
+    if !dir.truncates.is_empty() {
+        release.target().await;
+    }
+    for (action, &keep) in dir.truncates.iter().zip(keeps) {
+        match action {
+            TruncateAction::Truncate(relations) if !keep => {
+                let list = relations
+                    .iter()
+                    .map(|(_, r)| r.quoted())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tx.batch_execute(&format!("TRUNCATE {list}")).await?;
+            }
+            TruncateAction::Truncate(relations) => {
+                let mut rels = relations.clone();
+                let rank = |p: usize| ctx.order.iter().position(|&o| o == p);
+                rels.sort_by_key(|(p, _)| std::cmp::Reverse(rank(*p)));
+                for (p, rel) in rels {
+                    let no_keys: Vec<Vec<String>> = vec![Vec::new(); plans[p].key.len()];
+                    tx.execute(
+                        &plans[p].delete_all_except(&rel, true),
+                        &sql_params(&no_keys),
+                    )
+                    .await?;
+                }
+            }
+            TruncateAction::DeleteExcept {
+                plan,
+                relation,
+                keep: keys,
+            } => {
+                let p = &plans[*plan];
+                let arrays = key_arrays(keys, p.key.len());
+                tx.execute(&p.delete_all_except(relation, keep), &sql_params(&arrays))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the staged rows, checked against the changes the target made to the
+/// staged keys since it was read (decided by policy: `late`, `late_consumed`).
+/// `Ok(Some(why))`: the direction is rolled back and decided again next cycle.
+async fn write_checked(
+    ctx: &ApplyContext<'_>,
+    dir: &Direction,
+    tx: &Transaction<'_>,
+    staged: &[usize],
+    applied: &mut Applied,
+    late: &mut Vec<Conflict>,
+    late_consumed: &mut HashMap<(usize, Key), Vec<i64>>,
+) -> Result<Option<String>, ReplError> {
+    // Changes the target made to the staged keys since it was read are found in
+    // two places. Before the writes, they are decided by policy (no lock is
+    // taken: it would write every target row twice). The writes then lock every
+    // row they touch until commit, so a later change waits for this transaction;
+    // one that committed between the check and the writes is found after them:
+    // the writes are undone (savepoint), decided like the others, and done again.
+    let mut known_unseen: Vec<Vec<i64>> = vec![Vec::new(); ctx.plans.len()];
+    let mut attempt = 0;
+    loop {
+        resolve_unseen(
+            ctx,
+            dir,
+            tx,
+            staged,
+            &mut known_unseen,
+            late_consumed,
+            late,
+            &mut applied.ledger,
+        )
+        .await?;
+        tx.batch_execute("SAVEPOINT pgduplex_writes").await?;
+        let rows = match write_rows(ctx, dir, tx, staged).await? {
+            Ok(rows) => rows,
+            Err(why) => return Ok(Some(why)),
+        };
+        if !any_unseen(ctx, dir, tx, staged, &known_unseen).await? {
+            tx.batch_execute("RELEASE SAVEPOINT pgduplex_writes")
+                .await?;
+            applied.rows += rows;
+            return Ok(None);
+        }
+        tx.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_writes")
+            .await?;
+        attempt += 1;
+        if attempt >= 3 {
+            return Ok(Some(format!(
+                "the {} side kept changing keys of the batch while they were applied",
+                dir.target
+            )));
+        }
+    }
 }

@@ -229,10 +229,25 @@ pub fn plan_directions(
         Direction::new(Side::Left, n),
         Direction::new(Side::Right, n),
     ];
+    let dropped = plan_truncates(plans, reads, &mut dirs);
+    plan_keys(plans, reads, images, &dropped, &mut dirs);
+    for d in &mut dirs {
+        for k in &mut d.keys {
+            k.sort();
+        }
+    }
+    dirs
+}
 
-    // TRUNCATEs first: a TRUNCATE conflicts with the other side's pending changes to
-    // the table (a TRUNCATE deletes every row, so it meets every pending key).
-    // `dropped[s][i]`: side s's pending keys of plan i are consumed (lost).
+/// The TRUNCATEs each side read, decided before the keys: a TRUNCATE conflicts
+/// with the other side's pending changes to the table (a TRUNCATE deletes every
+/// row, so it meets every pending key). Returns `dropped[s][i]`: side s's pending keys of plan i are consumed (lost).
+fn plan_truncates(
+    plans: &[TablePlan],
+    reads: [&SideRead; 2],
+    dirs: &mut [Direction; 2],
+) -> [Vec<bool>; 2] {
+    let n = plans.len();
     let mut dropped = [vec![false; n], vec![false; n]];
     for s in [Side::Left, Side::Right] {
         let (src, tgt) = (reads[idx(s)], reads[idx(s.other())]);
@@ -312,7 +327,20 @@ pub fn plan_directions(
         }
         flush(&mut group, &mut dirs[idx(s)]);
     }
+    dropped
+}
 
+/// The keys each side read, per direction: a key pending on one side only
+/// travels from it; a key pending on both is a conflict unless both sides hold
+/// the same row, decided by the table's policy. `dropped`: see
+/// [`plan_truncates`].
+fn plan_keys(
+    plans: &[TablePlan],
+    reads: [&SideRead; 2],
+    images: &[HashMap<Key, [Option<String>; 2]>],
+    dropped: &[Vec<bool>; 2],
+    dirs: &mut [Direction; 2],
+) {
     for (i, plan) in plans.iter().enumerate() {
         let (l, r) = (&reads[0].changes[i], &reads[1].changes[i]);
         for s in [Side::Left, Side::Right] {
@@ -376,12 +404,6 @@ pub fn plan_directions(
             dirs[1].conflicts.push(c);
         }
     }
-    for d in &mut dirs {
-        for k in &mut d.keys {
-            k.sort();
-        }
-    }
-    dirs
 }
 
 #[cfg(test)]

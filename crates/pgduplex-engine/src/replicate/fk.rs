@@ -427,6 +427,7 @@ pub async fn resolve(
     Ok(r.found)
 }
 
+/// Checks one foreign key between the two directions' keys, both ways.
 async fn check(
     r: &mut Resolver<'_>,
     fk: &FkPlan,
@@ -439,141 +440,163 @@ async fn check(
     if !relevant {
         return Ok(());
     }
-    let (child, parent) = (&plans[fk.child], &plans[fk.parent]);
     for s in Side::BOTH {
-        let t = s.other();
-        let (src, tgt) = (clients[idx(s)], clients[idx(t)]);
+        deleted_parents(r, fk, plans, s, clients, dirs).await?;
+        orphans(r, fk, plans, s, clients, dirs).await?;
+    }
+    Ok(())
+}
 
-        // Parents the source removed that still have children on the target.
-        let sent_parents = dirs[idx(s)].keys[fk.parent].clone();
-        if !sent_parents.is_empty() {
-            let present = existing(src, parent, &sent_parents).await?;
-            let deleted: Vec<Key> = sent_parents
-                .into_iter()
-                .filter(|k| !present.contains(k))
-                .collect();
-            if !deleted.is_empty() {
-                let sql = format!(
-                    "SELECT {}, {} FROM {} p JOIN {} JOIN {} c ON {}",
-                    key_text(child, "c"),
-                    key_text(parent, "p"),
-                    parent.name.quoted(),
-                    parent.key_param_join("p"),
-                    child.name.quoted(),
-                    fk.join()
+/// Parents the source `s` removed that still have children on the target.
+async fn deleted_parents(
+    r: &mut Resolver<'_>,
+    fk: &FkPlan,
+    plans: &[TablePlan],
+    s: Side,
+    clients: [&Client; 2],
+    dirs: &mut [Direction; 2],
+) -> Result<(), tokio_postgres::Error> {
+    let (child, parent) = (&plans[fk.child], &plans[fk.parent]);
+    let t = s.other();
+    let (src, tgt) = (clients[idx(s)], clients[idx(t)]);
+    let sent_parents = dirs[idx(s)].keys[fk.parent].clone();
+    if !sent_parents.is_empty() {
+        let present = existing(src, parent, &sent_parents).await?;
+        let deleted: Vec<Key> = sent_parents
+            .into_iter()
+            .filter(|k| !present.contains(k))
+            .collect();
+        if !deleted.is_empty() {
+            let sql = format!(
+                "SELECT {}, {} FROM {} p JOIN {} JOIN {} c ON {}",
+                key_text(child, "c"),
+                key_text(parent, "p"),
+                parent.name.quoted(),
+                parent.key_param_join("p"),
+                child.name.quoted(),
+                fk.join()
+            );
+            for (ck, pk) in pairs(tgt, &sql, &deleted, parent.key.len(), child.key.len()).await? {
+                tracing::trace!(
+                    "fk {}: {s} deletes parent {pk:?}, {t} has child {ck:?}; child sent by {s}: {}, pending on {t}: {}, owners: {:?} {:?}",
+                    child.name,
+                    dirs[idx(s)].keys[fk.child].contains(&ck),
+                    r.contested(t, fk.child, &ck),
+                    r.owner.get(&(fk.parent, pk.clone())),
+                    r.owner.get(&(fk.child, ck.clone()))
                 );
-                for (ck, pk) in
-                    pairs(tgt, &sql, &deleted, parent.key.len(), child.key.len()).await?
+                if dirs[idx(s)].keys[fk.child].contains(&ck)
+                    || r.settled(fk.child, &ck)
+                    || r.settled(fk.parent, &pk)
                 {
-                    tracing::trace!(
-                        "fk {}: {s} deletes parent {pk:?}, {t} has child {ck:?}; child sent by {s}: {}, pending on {t}: {}, owners: {:?} {:?}",
-                        child.name,
-                        dirs[idx(s)].keys[fk.child].contains(&ck),
-                        r.contested(t, fk.child, &ck),
-                        r.owner.get(&(fk.parent, pk.clone())),
-                        r.owner.get(&(fk.child, ck.clone()))
-                    );
-                    if dirs[idx(s)].keys[fk.child].contains(&ck)
-                        || r.settled(fk.child, &ck)
-                        || r.settled(fk.parent, &pk)
-                    {
-                        continue; // the source's own row of that child travels too
-                    }
-                    if !r.contested(t, fk.child, &ck)
-                        && !r.owner.contains_key(&(fk.parent, pk.clone()))
-                    {
-                        // The target did not touch that child: the source's row of
-                        // it (gone or pointing elsewhere, as a cascade or a batch
-                        // cut between child and parent left it) travels along.
-                        r.send(dirs, s, (fk.child, &ck));
-                        continue;
-                    }
-                    let mut at = [0; 2];
-                    at[idx(s)] = r.at(s, fk.parent, &pk);
-                    at[idx(t)] = r.at(t, fk.child, &ck);
-                    let winner = r.winner((fk.parent, &pk), (fk.child, &ck), parent.policy, at);
-                    match winner {
-                        // The delete wins: the target's child goes too.
-                        Winner::Side(w) if w == s => r.send(dirs, s, (fk.child, &ck)),
-                        // The child wins: the parent comes back to the source.
-                        Winner::Side(_) => r.send(dirs, t, (fk.parent, &pk)),
-                        Winner::Neither => {
-                            r.leave(dirs, fk.parent, &pk);
-                            r.leave(dirs, fk.child, &ck);
-                        }
-                    }
-                    r.own(winner, [(fk.parent, &pk), (fk.child, &ck)]);
-                    r.found += 1;
-                    r.changed = true;
-                    log(dirs, fk.child, ck, parent.policy, winner, at);
+                    continue; // the source's own row of that child travels too
                 }
+                if !r.contested(t, fk.child, &ck) && !r.owner.contains_key(&(fk.parent, pk.clone()))
+                {
+                    // The target did not touch that child: the source's row of
+                    // it (gone or pointing elsewhere, as a cascade or a batch
+                    // cut between child and parent left it) travels along.
+                    r.send(dirs, s, (fk.child, &ck));
+                    continue;
+                }
+                let mut at = [0; 2];
+                at[idx(s)] = r.at(s, fk.parent, &pk);
+                at[idx(t)] = r.at(t, fk.child, &ck);
+                let winner = r.winner((fk.parent, &pk), (fk.child, &ck), parent.policy, at);
+                match winner {
+                    // The delete wins: the target's child goes too.
+                    Winner::Side(w) if w == s => r.send(dirs, s, (fk.child, &ck)),
+                    // The child wins: the parent comes back to the source.
+                    Winner::Side(_) => r.send(dirs, t, (fk.parent, &pk)),
+                    Winner::Neither => {
+                        r.leave(dirs, fk.parent, &pk);
+                        r.leave(dirs, fk.child, &ck);
+                    }
+                }
+                r.own(winner, [(fk.parent, &pk), (fk.child, &ck)]);
+                r.found += 1;
+                r.changed = true;
+                log(dirs, fk.child, ck, parent.policy, winner, at);
             }
         }
+    }
+    Ok(())
+}
 
-        // Children the source writes whose parent the target lacks.
-        let sent_children = dirs[idx(s)].keys[fk.child].clone();
-        if sent_children.is_empty() {
+/// Children the source `s` writes whose parent the target lacks.
+async fn orphans(
+    r: &mut Resolver<'_>,
+    fk: &FkPlan,
+    plans: &[TablePlan],
+    s: Side,
+    clients: [&Client; 2],
+    dirs: &mut [Direction; 2],
+) -> Result<(), tokio_postgres::Error> {
+    let (child, parent) = (&plans[fk.child], &plans[fk.parent]);
+    let t = s.other();
+    let (src, tgt) = (clients[idx(s)], clients[idx(t)]);
+    let sent_children = dirs[idx(s)].keys[fk.child].clone();
+    if sent_children.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT {}, {} FROM {} c JOIN {} JOIN {} p ON {}",
+        key_text(child, "c"),
+        key_text(parent, "p"),
+        child.name.quoted(),
+        child.key_param_join("c"),
+        parent.name.quoted(),
+        fk.join()
+    );
+    let refs = pairs(src, &sql, &sent_children, child.key.len(), child.key.len()).await?;
+    let parent_keys: Vec<Key> = refs
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let on_target = existing(tgt, parent, &parent_keys).await?;
+    for (ck, pk) in refs {
+        if !on_target.contains(&pk) {
+            tracing::trace!(
+                "fk {}: {s} sends child {ck:?} of parent {pk:?} missing on {t}; parent sent by {s}: {}, pending on {t}: {}",
+                child.name,
+                dirs[idx(s)].keys[fk.parent].contains(&pk),
+                r.contested(t, fk.parent, &pk)
+            );
+        }
+        if on_target.contains(&pk)
+            || dirs[idx(s)].keys[fk.parent].contains(&pk)
+            || r.settled(fk.child, &ck)
+            || r.settled(fk.parent, &pk)
+        {
             continue;
         }
-        let sql = format!(
-            "SELECT {}, {} FROM {} c JOIN {} JOIN {} p ON {}",
-            key_text(child, "c"),
-            key_text(parent, "p"),
-            child.name.quoted(),
-            child.key_param_join("c"),
-            parent.name.quoted(),
-            fk.join()
-        );
-        let refs = pairs(src, &sql, &sent_children, child.key.len(), child.key.len()).await?;
-        let parent_keys: Vec<Key> = refs
-            .iter()
-            .map(|(_, p)| p.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let on_target = existing(tgt, parent, &parent_keys).await?;
-        for (ck, pk) in refs {
-            if !on_target.contains(&pk) {
-                tracing::trace!(
-                    "fk {}: {s} sends child {ck:?} of parent {pk:?} missing on {t}; parent sent by {s}: {}, pending on {t}: {}",
-                    child.name,
-                    dirs[idx(s)].keys[fk.parent].contains(&pk),
-                    r.contested(t, fk.parent, &pk)
-                );
-            }
-            if on_target.contains(&pk)
-                || dirs[idx(s)].keys[fk.parent].contains(&pk)
-                || r.settled(fk.child, &ck)
-                || r.settled(fk.parent, &pk)
-            {
-                continue;
-            }
-            if !r.contested(t, fk.parent, &pk) && !r.owner.contains_key(&(fk.child, ck.clone())) {
-                // The target did not remove that parent: it is missing there
-                // because the batch was cut before it; it travels along.
-                r.send(dirs, s, (fk.parent, &pk));
-                continue;
-            }
-            let mut at = [0; 2];
-            at[idx(s)] = r.at(s, fk.child, &ck);
-            at[idx(t)] = r.at(t, fk.parent, &pk);
-            let winner = r.winner((fk.child, &ck), (fk.parent, &pk), child.policy, at);
-            match winner {
-                // The child wins: its parent goes back to the target.
-                Winner::Side(w) if w == s => r.send(dirs, s, (fk.parent, &pk)),
-                // The parent's removal wins: the target's row of the child (its
-                // absence) goes to the source.
-                Winner::Side(_) => r.send(dirs, t, (fk.child, &ck)),
-                Winner::Neither => {
-                    r.leave(dirs, fk.child, &ck);
-                    r.leave(dirs, fk.parent, &pk);
-                }
-            }
-            r.own(winner, [(fk.child, &ck), (fk.parent, &pk)]);
-            r.found += 1;
-            r.changed = true;
-            log(dirs, fk.child, ck, child.policy, winner, at);
+        if !r.contested(t, fk.parent, &pk) && !r.owner.contains_key(&(fk.child, ck.clone())) {
+            // The target did not remove that parent: it is missing there
+            // because the batch was cut before it; it travels along.
+            r.send(dirs, s, (fk.parent, &pk));
+            continue;
         }
+        let mut at = [0; 2];
+        at[idx(s)] = r.at(s, fk.child, &ck);
+        at[idx(t)] = r.at(t, fk.parent, &pk);
+        let winner = r.winner((fk.child, &ck), (fk.parent, &pk), child.policy, at);
+        match winner {
+            // The child wins: its parent goes back to the target.
+            Winner::Side(w) if w == s => r.send(dirs, s, (fk.parent, &pk)),
+            // The parent's removal wins: the target's row of the child (its
+            // absence) goes to the source.
+            Winner::Side(_) => r.send(dirs, t, (fk.child, &ck)),
+            Winner::Neither => {
+                r.leave(dirs, fk.child, &ck);
+                r.leave(dirs, fk.parent, &pk);
+            }
+        }
+        r.own(winner, [(fk.child, &ck), (fk.parent, &pk)]);
+        r.found += 1;
+        r.changed = true;
+        log(dirs, fk.child, ck, child.policy, winner, at);
     }
     Ok(())
 }
