@@ -1,9 +1,18 @@
-//! What the copy does to one table: its columns, its key ranges, and the SQL of a
-//! range on either side. Names go through `quote_ident`; range bounds travel as
-//! custom settings set with `set_config($1)` (COPY takes no bind parameters).
+//! The copy's plan: what is copied and how. Per table its columns, its key
+//! ranges and the SQL of a range on either side; the source's estimates, which
+//! tables may travel as binary COPY, and the progress recorded by earlier runs.
+//! Names go through `quote_ident`; range bounds travel as custom settings set
+//! with `set_config($1)` (COPY takes no bind parameters).
 
+use std::collections::{BTreeSet, HashMap};
+
+use pgduplex_config::Side;
 use pgduplex_pg::catalog::{Table, TableKind};
+use pgduplex_pg::store;
 use pgduplex_pg::{quote_ident, TableName};
+use tokio_postgres::Client;
+
+use super::{db, CopyError};
 
 /// The custom settings that carry a range's bounds into the source's COPY query.
 pub const LOWER_SETTING: &str = "pgduplex.copy_lower";
@@ -190,6 +199,109 @@ pub fn copy_in_sql(table: &TableName, columns: &[String], freeze: bool, format: 
 /// foreign key references it (TRUNCATE would refuse it alone).
 pub fn truncate_in_copy(table: &Table, part: &Part, referenced: bool) -> bool {
     part.parts == 1 && table.kind == TableKind::Ordinary && !referenced
+}
+
+/// A progress row.
+#[derive(Clone, Debug)]
+pub(super) struct Recorded {
+    pub part: Part,
+    pub done: bool,
+}
+
+pub(super) async fn read_progress(
+    client: &Client,
+    side: Side,
+    sync: &str,
+) -> Result<HashMap<TableName, Vec<Recorded>>, CopyError> {
+    let mut out: HashMap<TableName, Vec<Recorded>> = HashMap::new();
+    for p in store::copy_parts(client, sync)
+        .await
+        .map_err(db(side, "reading the copy's progress"))?
+    {
+        out.entry(p.table).or_default().push(Recorded {
+            part: Part {
+                part: p.part,
+                parts: p.parts,
+                key_column: p.key_column,
+                lower: p.lower,
+                upper: p.upper,
+            },
+            done: p.done,
+        });
+    }
+    Ok(out)
+}
+
+/// Row and size estimates of the source tables (partitions included, each
+/// counted once): `reltuples`, or for a table never analysed one row per 128
+/// bytes of its size. Read here rather than taken from the catalog snapshot of
+/// `check`, whose figures miss ordinary tables (`pg_partition_tree` lists
+/// nothing for a table that is not partitioned).
+pub(super) async fn estimates(
+    client: &Client,
+    side: Side,
+    oids: &[u32],
+) -> Result<HashMap<u32, i64>, CopyError> {
+    let rows = client
+        .query(
+            "SELECT t.oid, \
+                    COALESCE(sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind <> 'p'), 0)::pg_catalog.int8, \
+                    COALESCE(sum(pg_catalog.pg_table_size(c.oid)), 0)::pg_catalog.int8 \
+               FROM pg_catalog.unnest($1::pg_catalog.oid[]) t(oid) \
+               CROSS JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(t.oid) \
+                                   UNION SELECT t.oid) pt \
+               JOIN pg_catalog.pg_class c ON c.oid = pt.relid \
+              GROUP BY t.oid",
+            &[&oids],
+        )
+        .await
+        .map_err(db(side, "reading the tables' size estimates"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let rows: i64 = r.get(1);
+            let bytes: i64 = r.get(2);
+            (r.get(0), if rows > 0 { rows } else { bytes / 128 })
+        })
+        .collect())
+}
+
+/// The tables of `oids` whose copied columns may all travel as binary COPY
+/// ([`BINARY_ELIGIBLE_SQL`]).
+pub(super) async fn binary_eligible(
+    client: &Client,
+    side: Side,
+    oids: &[u32],
+) -> Result<BTreeSet<u32>, CopyError> {
+    let rows = client
+        .query(BINARY_ELIGIBLE_SQL, &[&oids])
+        .await
+        .map_err(db(side, "reading the column types"))?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.get::<_, Option<bool>>(1).unwrap_or(false))
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// One table of the copy.
+pub(super) struct TableJob {
+    pub source: Table,
+    pub target: Table,
+    pub columns: Vec<String>,
+    /// Tables (indexes into the job list) to load before this one.
+    pub parents: Vec<usize>,
+    /// Tables linked by foreign keys share a snapshot: the group's index.
+    pub group: Option<usize>,
+    /// A foreign key on the target references this table.
+    pub referenced: bool,
+    /// Parts not yet copied (counts down as they commit).
+    pub remaining: usize,
+    /// Emptied before the copy in its own transaction (truncate mode, tables that
+    /// cannot be emptied inside the copy transaction).
+    pub truncated_up_front: bool,
+    /// Text, or binary where that is safe.
+    pub format: Format,
 }
 
 #[cfg(test)]

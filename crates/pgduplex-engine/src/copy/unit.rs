@@ -1,0 +1,437 @@
+//! The work of one unit (a table or a key range): the source transaction (its
+//! own snapshot, or its foreign-key group's exported one), the target
+//! transaction (emptied in it where allowed, indexes dropped and built again
+//! after the rows), the rows piped between them, and the progress record
+//! committed with the rows.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pgduplex_config::Side;
+use pgduplex_pg::capture::{APPLYING_SETTING, STATEMENT_TRIGGERS};
+use pgduplex_pg::catalog::TableKind;
+use pgduplex_pg::copy_pipe::{self, PipeError};
+use pgduplex_pg::store;
+use pgduplex_pg::{quote_literal, TableName};
+use tokio_postgres::Client;
+
+use super::plan::{self, TableJob};
+use super::schedule::{Shared, Unit};
+use super::{connect, db, CopyError};
+
+/// Rows are passed to the target in buffers of this size.
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// `maintenance_work_mem` of a copy transaction that rebuilds the indexes it
+/// dropped (raised to this, never lowered): the default 64 MB sorts a
+/// few-million-row key on disk.
+const REBUILD_WORK_MEM: i64 = 512 * 1024 * 1024;
+
+/// The indexes of a table emptied in its copy transaction that are dropped
+/// before its COPY and built again after it, in the same transaction (the
+/// table is held `ACCESS EXCLUSIVE` throughout): one sort and bulk build per index
+/// instead of one index insertion per row. Atomic: a copy killed or failed before
+/// its commit rolls the drop back with the rows, so no definition needs saving.
+/// Only where the copy's role may build them again: it owns the table (and so
+/// the index) and may CREATE in its schema (`CREATE INDEX` checks both; the
+/// `public` schema of PostgreSQL 15+ grants CREATE to its owner only).
+/// Left in place (copied into as usual): an index that is the replica identity
+/// or the clustering index, in a tablespace of its own, attached to a partitioned
+/// parent index, commented, with a statistics target, not valid, used by a
+/// constraint other than its own primary key / unique constraint (exclusion
+/// constraints, foreign keys), or that any other object depends on (a view
+/// grouping by the primary key). Primary keys first; constraints are added back
+/// as constraints with their names and the server's own deparse
+/// (`pg_get_constraintdef`, `pg_get_indexdef`).
+const DEFERRABLE_INDEXES_SQL: &str = "\
+SELECT ic.relname::text, pg_catalog.pg_get_indexdef(i.indexrelid), con.conname::text, \
+       pg_catalog.pg_get_constraintdef(con.oid) \
+  FROM pg_catalog.pg_index i \
+  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+  LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid \
+                                         AND con.contype IN ('p', 'u') \
+ WHERE i.indrelid = $1 AND ic.relkind = 'i' AND i.indisvalid AND i.indisready AND i.indislive \
+   AND pg_catalog.pg_has_role(ic.relowner, 'USAGE') \
+   AND pg_catalog.has_schema_privilege(ic.relnamespace, 'CREATE') \
+   AND NOT i.indisreplident AND NOT i.indisclustered AND ic.reltablespace = 0 \
+   AND (con.oid IS NULL OR con.conname = ic.relname) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c2 \
+                    WHERE c2.conindid = i.indexrelid AND c2.oid IS DISTINCT FROM con.oid) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                    WHERE d.deptype = 'n' \
+                      AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = i.indexrelid) \
+                        OR (d.refclassid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.refobjid = con.oid))) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_description ds \
+                    WHERE (ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objoid = i.indexrelid) \
+                       OR (ds.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND ds.objoid = con.oid)) \
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+                    WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0) \
+ ORDER BY i.indisprimary DESC, ic.relname";
+
+/// An index dropped and rebuilt inside a copy transaction.
+struct InTxIndex {
+    name: String,
+    /// `CREATE [UNIQUE] INDEX ...` (for an index without a constraint).
+    index_def: String,
+    /// The primary key / unique constraint that owns the index, and its definition.
+    constraint: Option<(String, String)>,
+}
+/// Exported snapshots of the groups of tables linked by foreign keys: a
+/// REPEATABLE READ transaction on the source that locked every table of the
+/// group and stays open until the group is copied.
+pub(super) struct Snapshot {
+    pub client: Client,
+    pub id: String,
+}
+
+impl Shared {
+    /// The exported snapshot of group `g`, taken now if it is the group's first unit.
+    async fn snapshot(&self, g: usize) -> Result<String, CopyError> {
+        let side = self.source_side;
+        let mut snaps = self.snapshots.lock().await;
+        if let Some(s) = snaps.get(&g) {
+            return Ok(s.id.clone());
+        }
+        let client = connect(&self.src_end, side, "").await?;
+        let tables: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|j| j.group == Some(g))
+            .map(|j| j.source.name.quoted())
+            .collect();
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE",
+                tables.join(", ")
+            ))
+            .await
+            .map_err(db(side, "locking the tables of a shared snapshot"))?;
+        let id: String = client
+            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+            .await
+            .map_err(db(side, "exporting a snapshot"))?
+            .get(0);
+        snaps.insert(
+            g,
+            Arc::new(Snapshot {
+                client,
+                id: id.clone(),
+            }),
+        );
+        Ok(id)
+    }
+
+    /// Copies one table or range: source and target transactions, the rows piped
+    /// between them, and the progress record committed with the rows.
+    pub(super) async fn copy_unit(
+        &self,
+        u: usize,
+        src: &mut Client,
+        tgt: &mut Client,
+    ) -> Result<(), CopyError> {
+        let unit = &self.units[u];
+        let job = &self.jobs[unit.job];
+        let name = &job.source.name;
+        let tname = &job.target.name;
+        let label = unit.part.label();
+        let source_side = self.source_side;
+        let target_side = source_side.other();
+        let unit_err = |side: Side| {
+            let table = name.clone();
+            let part = label.clone();
+            move |source| CopyError::Unit {
+                table,
+                part,
+                side,
+                source,
+            }
+        };
+        let snapshot = match job.group {
+            Some(g) => Some(self.snapshot(g).await?),
+            None => None,
+        };
+        let started = Instant::now();
+        // Source: the lock before the snapshot (LOCK takes none; the snapshot is
+        // taken by the first query after it, or imported).
+        let mut begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE",
+            name.quoted()
+        );
+        if let Some(id) = &snapshot {
+            begin.push_str(&format!("; SET TRANSACTION SNAPSHOT {}", quote_literal(id)));
+        }
+        src.batch_execute(&begin)
+            .await
+            .map_err(unit_err(source_side))?;
+        let result = self.pipe(unit, src, tgt, &unit_err, started).await;
+        let _ = src.batch_execute("ROLLBACK").await;
+        if result.is_err() {
+            let _ = tgt.batch_execute("ROLLBACK").await;
+        }
+        let (rows, bytes) = result?;
+        tracing::debug!(table = %tname, part = unit.part.part, rows, bytes, "copied");
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.rows += rows;
+        stats.bytes += bytes;
+        stats.parts += 1;
+        stats.tables.insert(tname.clone());
+        let _ = target_side;
+        Ok(())
+    }
+
+    /// Drops the indexes of `job`'s table that [`DEFERRABLE_INDEXES_SQL`] allows,
+    /// in the copy transaction (after its TRUNCATE), behind a savepoint: if a drop
+    /// is refused (something depends on the index after all), every index stays
+    /// and the rows are copied into them as usual.
+    async fn drop_indexes_in_tx(
+        &self,
+        tgt: &mut Client,
+        job: &TableJob,
+    ) -> Result<Vec<InTxIndex>, CopyError> {
+        let target_side = self.source_side.other();
+        let rows = tgt
+            .query(DEFERRABLE_INDEXES_SQL, &[&job.target.oid])
+            .await
+            .map_err(db(
+                target_side,
+                "listing the indexes to build after the rows",
+            ))?;
+        let list: Vec<InTxIndex> = rows
+            .iter()
+            .map(|r| InTxIndex {
+                name: r.get(0),
+                index_def: r.get(1),
+                constraint: match (r.get::<_, Option<String>>(2), r.get::<_, Option<String>>(3)) {
+                    (Some(n), Some(d)) => Some((n, d)),
+                    _ => None,
+                },
+            })
+            .collect();
+        if list.is_empty() {
+            return Ok(list);
+        }
+        let tq = job.target.name.quoted();
+        let mut sql = String::from("SAVEPOINT pgduplex_indexes");
+        for ix in &list {
+            match &ix.constraint {
+                Some((name, _)) => sql.push_str(&format!(
+                    "; ALTER TABLE {tq} DROP CONSTRAINT {}",
+                    pgduplex_pg::quote_ident(name)
+                )),
+                None => sql.push_str(&format!(
+                    "; DROP INDEX {}",
+                    TableName::new(job.target.name.schema.clone(), ix.name.clone()).quoted()
+                )),
+            }
+        }
+        sql.push_str(&format!(
+            "; RELEASE SAVEPOINT pgduplex_indexes; \
+             SELECT pg_catalog.set_config('maintenance_work_mem', '{}kB', true) \
+              WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) < {REBUILD_WORK_MEM}",
+            REBUILD_WORK_MEM / 1024
+        ));
+        match tgt.batch_execute(&sql).await {
+            Ok(()) => Ok(list),
+            Err(e) => {
+                tracing::warn!(
+                    table = %job.target.name,
+                    error = %e,
+                    "could not drop the table's indexes for the copy: copying into them"
+                );
+                tgt.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_indexes")
+                    .await
+                    .map_err(db(target_side, "keeping the indexes"))?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    async fn pipe<F, E>(
+        &self,
+        unit: &Unit,
+        src: &mut Client,
+        tgt: &mut Client,
+        unit_err: &F,
+        started: Instant,
+    ) -> Result<(u64, u64), CopyError>
+    where
+        F: Fn(Side) -> E,
+        E: FnOnce(tokio_postgres::Error) -> CopyError,
+    {
+        let job = &self.jobs[unit.job];
+        let source_side = self.source_side;
+        let target_side = source_side.other();
+        let lower = unit.part.lower.map(|v| v.to_string()).unwrap_or_default();
+        let upper = unit.part.upper.map(|v| v.to_string()).unwrap_or_default();
+        let snap_row = src
+            .query_one(
+                "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), \
+                        pg_catalog.txid_current_snapshot()::text",
+                &[&plan::LOWER_SETTING, &lower, &plan::UPPER_SETTING, &upper],
+            )
+            .await
+            .map_err(unit_err(source_side))?;
+        let snapshot_text: String = snap_row.get(2);
+
+        // Target: the no-echo setting, then (if it may) empty the table in this
+        // transaction so that COPY FREEZE applies.
+        tgt.batch_execute(&format!("BEGIN; SET LOCAL {APPLYING_SETTING} = on"))
+            .await
+            .map_err(unit_err(target_side))?;
+        let mut freeze = false;
+        let mut trigger_off: Option<String> = None;
+        let mut rebuild: Vec<InTxIndex> = Vec::new();
+        if unit.truncate_in_tx && !job.referenced {
+            let tq = job.target.name.quoted();
+            // ACCESS EXCLUSIVE first, so that nothing can be written between the
+            // check and the TRUNCATE (if-empty must never remove a row).
+            tgt.batch_execute(&format!("LOCK TABLE {tq} IN ACCESS EXCLUSIVE MODE"))
+                .await
+                .map_err(unit_err(target_side))?;
+            let may_empty = if self.truncate_mode {
+                true
+            } else {
+                let rows = tgt
+                    .simple_query(&format!("SELECT 1 FROM {tq} LIMIT 1"))
+                    .await
+                    .map_err(unit_err(target_side))?;
+                !rows
+                    .iter()
+                    .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            };
+            if may_empty {
+                // The table is ours alone until commit (ACCESS EXCLUSIVE): no
+                // other session can write a row the capture would have to see, so
+                // the INSERT capture trigger is switched off for this transaction
+                // only and switched back on (ALWAYS) before the commit. Its
+                // transition table would otherwise hold every copied row
+                // (measured: BENCHMARKS.md, initial copy).
+                let trigger = pgduplex_pg::quote_ident(STATEMENT_TRIGGERS[0]);
+                tgt.batch_execute(&format!(
+                    "TRUNCATE {tq}; ALTER TABLE {tq} DISABLE TRIGGER {trigger}"
+                ))
+                .await
+                .map_err(unit_err(target_side))?;
+                trigger_off = Some(format!("ALTER TABLE {tq} ENABLE ALWAYS TRIGGER {trigger}"));
+                freeze = job.target.kind == TableKind::Ordinary;
+                if self.rebuild_in_tx && freeze {
+                    rebuild = self.drop_indexes_in_tx(tgt, job).await?;
+                }
+            } else {
+                return Err(CopyError::NotEmpty {
+                    side: target_side,
+                    tables: job.target.name.to_string(),
+                    them: "it",
+                });
+            }
+        }
+        let out_sql = plan::copy_out_sql(&job.source.name, &job.columns, &unit.part, job.format);
+        let in_sql = plan::copy_in_sql(&job.target.name, &job.columns, freeze, job.format);
+        let (stream, sink) = tokio::join!(
+            src.copy_out(&out_sql),
+            tgt.copy_in::<_, bytes::Bytes>(&in_sql)
+        );
+        let stream = stream.map_err(unit_err(source_side))?;
+        let sink = sink.map_err(unit_err(target_side))?;
+        let counters = self.progress.start(
+            format!("{}{}", job.target.name, unit.part.label()),
+            unit.estimated_rows,
+        );
+        // The rows are gathered into large buffers before they go to the target,
+        // which then receives a few big CopyData messages instead of one per row.
+        let piped = copy_pipe::pipe(stream, sink, COPY_BUFFER, |rows, bytes| {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Err(CopyError::Task(
+                    "cancelled after another part failed".into(),
+                ));
+            }
+            counters.rows.fetch_add(rows, Ordering::Relaxed);
+            counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+            Ok(())
+        })
+        .await;
+        let bytes = piped.as_ref().map_or(0, |p| p.bytes);
+        let mut result: Result<u64, CopyError> = match piped {
+            Ok(p) => Ok(p.rows),
+            Err(PipeError::Source(e)) => Err(unit_err(source_side)(e)),
+            Err(PipeError::Target(e)) => Err(unit_err(target_side)(e)),
+            Err(PipeError::Stopped(e)) => Err(e),
+        };
+        if result.is_ok() && !rebuild.is_empty() {
+            let tq = job.target.name.quoted();
+            let sql = rebuild
+                .iter()
+                .map(|ix| match &ix.constraint {
+                    Some((name, def)) => format!(
+                        "ALTER TABLE {tq} ADD CONSTRAINT {} {def}",
+                        pgduplex_pg::quote_ident(name)
+                    ),
+                    None => ix.index_def.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let built = Instant::now();
+            if let Err(e) = tgt.batch_execute(&sql).await {
+                result = Err(unit_err(target_side)(e));
+            } else {
+                tracing::info!(
+                    table = %job.target.name,
+                    indexes = rebuild.len(),
+                    seconds = built.elapsed().as_secs_f64(),
+                    "indexes built after the rows, in the copy transaction"
+                );
+            }
+        }
+        if let (Ok(_), Some(enable)) = (&result, &trigger_off) {
+            if let Err(e) = tgt.batch_execute(enable).await {
+                result = Err(unit_err(target_side)(e));
+            }
+        }
+        if let Ok(rows) = result {
+            let rows_i = rows as i64;
+            let bytes_i = bytes as i64;
+            result = store::record_copy_part_done(
+                &*tgt,
+                &self.sync,
+                &job.target.name,
+                unit.part.part,
+                rows_i,
+                bytes_i,
+                &snapshot_text,
+            )
+            .await
+            .map_err(unit_err(target_side))
+            .map(|_| rows);
+        }
+        let result = match result {
+            Ok(rows) => tgt
+                .batch_execute("COMMIT")
+                .await
+                .map_err(unit_err(target_side))
+                .map(|_| rows),
+            Err(e) => Err(e),
+        };
+        counters
+            .rows
+            .store(*result.as_ref().unwrap_or(&0), Ordering::Relaxed);
+        self.progress.finish(&counters, result.is_ok());
+        let rows = result?;
+        tracing::info!(
+            table = %job.target.name,
+            part = unit.part.part + 1,
+            parts = unit.part.parts,
+            rows,
+            bytes,
+            freeze,
+            binary = job.format == plan::Format::Binary,
+            indexes_rebuilt = rebuild.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "copied {}{}",
+            job.target.name,
+            unit.part.label()
+        );
+        Ok((rows, bytes))
+    }
+}
