@@ -30,25 +30,51 @@
 //!   foreign key is emptied in the copy transaction, which lets `COPY FREEZE` write
 //!   the rows frozen (no later hint-bit and freeze rewrites), and its indexes
 //!   (primary key included) are dropped before the rows and built after them in
-//!   that same transaction (`DEFERRABLE_INDEXES_SQL`): a kill rolls the drop back.
+//!   that same transaction (`unit.rs`, `DEFERRABLE_INDEXES_SQL`): a kill rolls the
+//!   drop back.
 //! * Progress is recorded on the target, one row per table or range, turned
 //!   `done` in the transaction that commits the range's rows: a killed copy, run
 //!   again, copies what is not done, with the same ranges.
+//!
+//! The steps of [`run`], numbered as in its body:
+//!
+//! 1. read only: the tables, the target's recorded progress, every reason to
+//!    refuse (nothing has changed on either side yet);
+//! 2. the capture installed, the apply role checked;
+//! 3. the plan (parts of tables not planned yet) recorded on the target;
+//! 4. jobs (tables) and units (tables or ranges) still to copy;
+//! 5. tables that cannot be emptied in their copy transaction emptied up front
+//!    (`--mode truncate`);
+//! 6. what the copy drops to go faster saved and dropped;
+//! 7. the units copied by the workers;
+//! 8. what was dropped put back, ANALYZE;
+//! 9. the copy recorded as finished once every replicated table is copied.
+//!
+//! The files:
+//!
+//! * `mod.rs`: the entry points ([`run`], [`ensure_initial_copy`]), their
+//!   options, summary and errors, and the steps' order.
+//! * `preflight.rs`: step 1.
+//! * `plan.rs`: steps 3 and 4: estimates, COPY format, key ranges, foreign-key
+//!   links and the snapshot groups, jobs and units; the SQL of a range.
+//! * `ddl.rs`: steps 5, 6 and 8: the target around the rows.
+//! * `schedule.rs`: step 7: which unit runs next, the workers.
+//! * `unit.rs`: step 7 for one unit: its transactions, the pipe, the indexes
+//!   dropped and built again in the copy transaction.
+//! * `progress.rs`: the progress shown while copying.
 
 pub mod ddl;
 pub mod plan;
+mod preflight;
 pub mod progress;
 mod schedule;
 mod unit;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgduplex_config::{Config, CopyMode, FkStrategy, Side};
-use pgduplex_pg::capture::APPLYING_SETTING;
-use pgduplex_pg::catalog::{foreign_key_order, KeySource, Table};
 // Names resolve in `pg_catalog` only in the copy's sessions, which also pin the
 // daemon's session settings (the rows travel as COPY text).
 use pgduplex_pg::session::{self, SEARCH_PATH};
@@ -57,9 +83,10 @@ use pgduplex_pg::{Endpoint, PgError, TableName};
 use regex::Regex;
 use tokio_postgres::Client;
 
-use self::plan::{binary_eligible, estimates, read_progress, Part, Recorded, TableJob};
-use self::progress::{Progress, ProgressStyle};
-use self::schedule::{Schedule, Shared, Stats, Unit};
+use self::plan::{Part, RecordedPart};
+use self::preflight::Preflight;
+use self::progress::ProgressStyle;
+use self::schedule::Shared;
 use crate::check::{analyse, Analysis};
 use crate::pair::endpoints;
 use crate::{setup, EngineError};
@@ -352,414 +379,37 @@ fn names(tables: &[TableName]) -> String {
 }
 
 /// `pgduplex onetimecopy` on the analysed `pair` (see [`crate::check::analyse`]).
+///
+/// The steps are those of the module doc's list. Nothing is changed on either
+/// side before step 2, once every reason to refuse has been looked for; the plan
+/// is recorded on the target (step 3) before any row moves.
 pub async fn run(
     config: &Config,
     pair: Analysis,
     options: &CopyOptions,
 ) -> Result<CopySummary, CopyError> {
     let started = Instant::now();
-    let sync = config.replication.sync.clone();
+    let sync = config.replication.sync.as_str();
     let source_side = options.from;
     let target_side = source_side.other();
 
-    // 1. Read only: the pair, the tables, the target's state. Nothing is changed
-    //    before every reason to refuse has been looked for.
-    let analysis = pair;
-    // What blocks the install blocks the copy. Findings about the apply only
-    // (foreign-key actions, user triggers) are looked at below for the copy's own
-    // writes, which are INSERTs only.
-    let blocking = analysis.report.blocking_install();
-    if blocking > 0 || analysis.left.is_none() || analysis.right.is_none() {
-        return Err(analysis.not_ready(blocking).into());
-    }
-    // What the install in step 2 captures: every replicable table (left, right).
-    let install_tables = analysis.tables.clone();
-    let (Some(left), Some(right)) = (analysis.left, analysis.right) else {
-        unreachable!("both sides were just found connected");
-    };
-    let (mut src, mut tgt) = match source_side {
-        Side::Left => (left, right),
-        Side::Right => (right, left),
-    };
-    let all: Vec<(Table, Table)> = analysis
-        .tables
-        .into_iter()
-        .map(|(l, r)| match source_side {
-            Side::Left => (l, r),
-            Side::Right => (r, l),
-        })
-        .collect();
-    let all_names: Vec<TableName> = all.iter().map(|(s, _)| s.name.clone()).collect();
-    let selected: Vec<(Table, Table)> = all
-        .into_iter()
-        .filter(|(s, _)| {
-            options
-                .tables
-                .as_ref()
-                .is_none_or(|re| re.is_match(&s.name.qualified()))
-        })
-        .collect();
-    if selected.is_empty() {
-        return Err(CopyError::NoTables);
-    }
-    let target_client = &tgt.client;
-    session::pin_settings(target_client, SEARCH_PATH)
-        .await
-        .map_err(db(target_side, "setting up the session"))?;
-    let run_record = store::copy_run(target_client, &sync)
-        .await
-        .map_err(db(target_side, "reading the copy's record"))?;
-    let mut recorded = read_progress(target_client, target_side, &sync).await?;
-    // A finished copy run again with --mode truncate starts over.
-    let restart = options.mode == CopyMode::Truncate
-        && run_record.as_ref().is_some_and(|r| r.finished_at.is_some());
-    if restart {
-        for (s, _) in &selected {
-            recorded.remove(&s.name);
-        }
-    }
-    let done_parts = |name: &TableName| -> usize {
-        recorded
-            .get(name)
-            .map_or(0, |v| v.iter().filter(|r| r.done).count())
-    };
-    let complete = |name: &TableName| -> bool {
-        recorded
-            .get(name)
-            .is_some_and(|v| !v.is_empty() && v.iter().all(|r| r.done))
-    };
-
-    // Foreign keys on the target between the selected tables.
-    let strategy = match options.fk {
-        FkStrategy::Auto if tgt.can_use_replica_role => FkStrategy::Replica,
-        FkStrategy::Auto => FkStrategy::Order,
-        FkStrategy::Replica if !tgt.can_use_replica_role => {
-            return Err(CopyError::ReplicaRoleNotAllowed { side: target_side })
-        }
-        s => s,
-    };
-    // User triggers on the target fire on the copy's INSERTs unless guarded by
-    // pgduplex.applying, or (for those not ENABLE ALWAYS) under replica role.
-    if !config.replication.allow_apply_triggers {
-        let firing: Vec<String> = selected
-            .iter()
-            .flat_map(|(_, t)| t.user_triggers.iter())
-            .filter(|tr| {
-                !tr.guarded
-                    && tr.enabled != 'D'
-                    && !(strategy == FkStrategy::Replica && tr.enabled == 'O')
-                    && tr.definition.contains("INSERT")
-            })
-            .map(|tr| format!("{} on {}", tr.name, tr.table))
-            .collect();
-        if !firing.is_empty() {
-            return Err(CopyError::Triggers {
-                side: target_side,
-                triggers: firing.join(", "),
-            });
-        }
-    }
-    let sel_names: Vec<TableName> = selected.iter().map(|(_, t)| t.name.clone()).collect();
-    let idx_of: HashMap<&TableName, usize> =
-        sel_names.iter().enumerate().map(|(i, n)| (n, i)).collect();
-    let fks = &tgt.catalog.foreign_keys;
-    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); selected.len()];
-    let mut self_ref = vec![false; selected.len()];
-    let mut edges = Vec::new();
-    for fk in fks {
-        if let (Some(&c), Some(&p)) = (idx_of.get(&fk.table), idx_of.get(&fk.references)) {
-            if c == p {
-                self_ref[c] = true;
-            } else {
-                edges.push((c, p));
-                if strategy == FkStrategy::Order && !parents[c].contains(&p) {
-                    parents[c].push(p);
-                }
-            }
-        }
-    }
-    // Tables on either end of a foreign key: TRUNCATE refuses a referenced table
-    // alone, so these are emptied up front, all in one statement, never inside
-    // their copy transaction.
-    let referenced: BTreeSet<&TableName> = fks
-        .iter()
-        .flat_map(|fk| [&fk.references, &fk.table])
-        .collect();
-    if strategy == FkStrategy::Order {
-        let unfinished: Vec<TableName> =
-            sel_names.iter().filter(|n| !complete(n)).cloned().collect();
-        let (_, cyclic) = foreign_key_order(&unfinished, fks);
-        if !cyclic.is_empty() {
-            return Err(CopyError::FkCycle {
-                side: target_side,
-                tables: names(&cyclic),
-            });
-        }
-    }
-    // Groups sharing a snapshot: connected by foreign keys that the target checks
-    // (order) or validates afterwards (drop-readd).
-    let mut group_of: Vec<Option<usize>> = vec![None; selected.len()];
-    if strategy != FkStrategy::Replica {
-        let mut root: Vec<usize> = (0..selected.len()).collect();
-        fn find(root: &mut [usize], i: usize) -> usize {
-            let mut i = i;
-            while root[i] != i {
-                root[i] = root[root[i]];
-                i = root[i];
-            }
-            i
-        }
-        for &(a, b) in &edges {
-            let (ra, rb) = (find(&mut root, a), find(&mut root, b));
-            if ra != rb {
-                root[ra] = rb;
-            }
-        }
-        let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for i in 0..selected.len() {
-            let r = find(&mut root, i);
-            members.entry(r).or_default().push(i);
-        }
-        for (g, m) in members.values().filter(|m| m.len() > 1).enumerate() {
-            for &i in m {
-                group_of[i] = Some(g);
-            }
-        }
-    }
-
-    // if-empty: every table without a copied part must be empty on the target.
-    let mut to_check = Vec::new();
-    for (_, t) in &selected {
-        if done_parts(&t.name) == 0 && !complete(&t.name) {
-            to_check.push(t.name.clone());
-        }
-    }
-    if options.mode == CopyMode::IfEmpty {
-        let mut not_empty = Vec::new();
-        for name in &to_check {
-            let has_rows: bool = target_client
-                .query_one(
-                    &format!("SELECT EXISTS (SELECT 1 FROM {})", name.quoted()),
-                    &[],
-                )
-                .await
-                .map_err(db(target_side, "checking that the target tables are empty"))?
-                .get(0);
-            if has_rows {
-                not_empty.push(name.clone());
-            }
-        }
-        if !not_empty.is_empty() {
-            return Err(CopyError::NotEmpty {
-                side: target_side,
-                them: if not_empty.len() == 1 { "it" } else { "them" },
-                tables: names(&not_empty),
-            });
-        }
-    }
+    // 1. Read only: the pair, the tables, the target's state, the refusals.
+    let mut pre = preflight::look(config, pair, options).await?;
 
     // 2. The capture, so that changes made during the copy are in the deltas.
-    {
-        let (l, r) = match source_side {
-            Side::Left => (&mut src.client, &mut tgt.client),
-            Side::Right => (&mut tgt.client, &mut src.client),
-        };
-        setup::install_on(config, &install_tables, l, r).await?;
-    }
-    let target_client = &tgt.client;
-    if let Some((installed, session)) = session::apply_role(target_client, &sync)
-        .await
-        .map_err(db(target_side, "reading the apply role"))?
-        .mismatch()
-    {
-        return Err(CopyError::ApplyRole {
-            side: target_side,
-            installed,
-            session,
-        });
-    }
+    install_capture(config, &mut pre, source_side).await?;
+    refuse_apply_role_mismatch(&pre.tgt.client, target_side, sync).await?;
 
-    // 3. The plan: parts of tables not planned yet, recorded before any row moves.
-    let source_client = &src.client;
-    session::pin_settings(source_client, SEARCH_PATH)
-        .await
-        .map_err(db(source_side, "setting up the session"))?;
-    let source_oids: Vec<u32> = selected.iter().map(|(s, _)| s.oid).collect();
-    let estimate = estimates(source_client, source_side, &source_oids).await?;
-    // COPY format per table: binary where it is safe (same major version on both
-    // sides, built-in types with binary I/O only, on both sides), else text.
-    // PGDUPLEX_COPY_FORMAT=text forces text (for measurements, or as an escape hatch).
-    let binary_ok: BTreeSet<TableName> = if src.catalog.server_version_num / 10000
-        == tgt.catalog.server_version_num / 10000
-        && std::env::var("PGDUPLEX_COPY_FORMAT").as_deref() != Ok("text")
-    {
-        let target_oids: Vec<u32> = selected.iter().map(|(_, t)| t.oid).collect();
-        let s_ok = binary_eligible(source_client, source_side, &source_oids).await?;
-        let t_ok = binary_eligible(target_client, target_side, &target_oids).await?;
-        selected
-            .iter()
-            .filter(|(s, t)| s_ok.contains(&s.oid) && t_ok.contains(&t.oid))
-            .map(|(_, t)| t.name.clone())
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
-    let mut new_records: Vec<(TableName, Part)> = Vec::new();
-    for (i, (s, t)) in selected.iter().enumerate() {
-        if recorded.contains_key(&t.name) {
-            continue;
-        }
-        let n = plan::part_count(
-            estimate.get(&s.oid).copied().unwrap_or(0),
-            options.range_rows,
-        );
-        let column = plan::split_column(s);
-        let can_split = !(self_ref[i] && strategy == FkStrategy::Order);
-        let parts = match (n > 1 && can_split, column) {
-            (true, Some(col)) => {
-                let row = source_client
-                    .query_one(
-                        &format!(
-                            "SELECT min({c})::pg_catalog.int8, max({c})::pg_catalog.int8 FROM {}",
-                            s.name.quoted(),
-                            c = pgduplex_pg::quote_ident(&col)
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(db(source_side, "reading a table's key range"))?;
-                match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
-                    (Some(min), Some(max)) => plan::split(&col, min, max, n),
-                    _ => vec![Part::whole()],
-                }
-            }
-            _ => vec![Part::whole()],
-        };
-        tracing::debug!(table = %t.name, parts = parts.len(), "planned");
-        if parts.len() > 1 {
-            tracing::info!(
-                table = %t.name,
-                ranges = parts.len(),
-                column = parts[0].key_column.as_deref().unwrap_or(""),
-                "large table: split into key ranges"
-            );
-        }
-        for p in parts {
-            new_records.push((t.name.clone(), p));
-        }
-    }
-    {
-        let mut tgt_client = tgt.client;
-        let tx = tgt_client
-            .transaction()
-            .await
-            .map_err(db(target_side, "recording the copy's plan"))?;
-        if restart {
-            store::forget_copy_parts(&tx, &sync, &sel_names)
-                .await
-                .map_err(db(target_side, "clearing the finished copy's progress"))?;
-        }
-        store::record_copy_started(
-            &tx,
-            &sync,
-            source_side.as_str(),
-            options.mode.as_str(),
-            restart,
-        )
-        .await
-        .map_err(db(target_side, "recording the copy"))?;
-        for (name, p) in &new_records {
-            let part = store::CopyPart {
-                table: name.clone(),
-                part: p.part,
-                parts: p.parts,
-                key_column: p.key_column.clone(),
-                lower: p.lower,
-                upper: p.upper,
-                done: false,
-            };
-            store::record_copy_part(&tx, &sync, &part)
-                .await
-                .map_err(db(target_side, "recording the copy's plan"))?;
-            recorded.entry(name.clone()).or_default().push(Recorded {
-                part: p.clone(),
-                done: false,
-            });
-        }
-        tx.commit()
-            .await
-            .map_err(db(target_side, "recording the copy's plan"))?;
-        drop(tgt_client);
-    }
-
-    // 4. Jobs and units.
-    let mut jobs: Vec<TableJob> = Vec::new();
-    let mut units: Vec<Unit> = Vec::new();
+    // 3. and 4. The plan, recorded before any row moves; the jobs and units.
+    let work = plan_and_record(&mut pre, sync, options).await?;
+    drop(pre.tgt);
+    let strategy = pre.strategy;
     let mut summary = CopySummary {
         source: Some(source_side),
+        parts_already_done: work.parts_already_done,
+        tables_already_done: work.tables_already_done.clone(),
         ..CopySummary::default()
     };
-    for (i, (s, t)) in selected.iter().enumerate() {
-        let recs = recorded.get(&t.name).cloned().unwrap_or_default();
-        let todo: Vec<&Recorded> = recs.iter().filter(|r| !r.done).collect();
-        summary.parts_already_done += recs.len() - todo.len();
-        if todo.is_empty() {
-            summary.tables_already_done.push(t.name.clone());
-        }
-        let is_referenced = referenced.contains(&t.name);
-        let fresh = todo.len() == recs.len();
-        let whole_in_tx =
-            recs.len() == 1 && plan::truncate_in_copy(t, &recs[0].part, is_referenced);
-        jobs.push(TableJob {
-            source: s.clone(),
-            target: t.clone(),
-            columns: plan::copied_columns(s),
-            format: if binary_ok.contains(&t.name) {
-                plan::Format::Binary
-            } else {
-                plan::Format::Text
-            },
-            parents: parents[i].clone(),
-            group: group_of[i],
-            referenced: is_referenced,
-            remaining: todo.len(),
-            truncated_up_front: options.mode == CopyMode::Truncate && fresh && !whole_in_tx,
-        });
-        let per_part = u64::try_from(estimate.get(&s.oid).copied().unwrap_or(0)).unwrap_or(0)
-            / recs.len().max(1) as u64;
-        for r in todo {
-            units.push(Unit {
-                job: i,
-                part: r.part.clone(),
-                estimated_rows: per_part,
-                truncate_in_tx: whole_in_tx,
-            });
-        }
-    }
-    if summary.parts_already_done > 0 {
-        tracing::info!(
-            already_done = summary.parts_already_done,
-            to_copy = units.len(),
-            complete_tables = %names(&summary.tables_already_done),
-            "resuming an interrupted copy: only the parts not copied yet are copied"
-        );
-    }
-    let groups: BTreeMap<usize, Vec<TableName>> = jobs.iter().fold(BTreeMap::new(), |mut m, j| {
-        if let Some(g) = j.group {
-            m.entry(g).or_default().push(j.target.name.clone());
-        }
-        m
-    });
-    for members in groups.values() {
-        tracing::info!(
-            tables = %names(members),
-            "these tables are linked by foreign keys on the target: they are read from one shared snapshot"
-        );
-    }
-    if strategy == FkStrategy::Replica {
-        tracing::info!("the target's foreign keys are not checked while copying (session_replication_role = replica): one snapshot per table or range");
-    }
-
     let [l_end, r_end] = endpoints(config)?;
     let (src_end, tgt_end) = match source_side {
         Side::Left => (l_end, r_end),
@@ -770,158 +420,32 @@ pub async fn run(
     } else {
         TARGET_SETTINGS.to_string()
     };
-    let retry = setup::lock_retry(config);
 
-    // 5. Truncate mode: tables that cannot be emptied inside their copy
-    //    transaction are emptied now, together (foreign keys between them allow
-    //    that only all at once).
-    let up_front: Vec<TableName> = jobs
-        .iter()
-        .filter(|j| j.truncated_up_front && j.remaining > 0)
-        .map(|j| j.target.name.clone())
-        .collect();
-    let mut tclient = connect(&tgt_end, target_side, &target_extra).await?;
-    if !up_front.is_empty() {
-        let list = up_front
-            .iter()
-            .map(|n| n.quoted())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let tx = tclient
-            .transaction()
-            .await
-            .map_err(db(target_side, "emptying the target tables"))?;
-        tx.batch_execute(&format!(
-            "SET LOCAL {APPLYING_SETTING} = on; TRUNCATE {list}"
-        ))
-        .await
-        .map_err(db(target_side, "emptying the target tables (TRUNCATE)"))?;
-        tx.commit()
-            .await
-            .map_err(db(target_side, "emptying the target tables"))?;
-        tracing::info!(tables = %names(&up_front), "target tables emptied (--mode truncate)");
-    }
-
-    // 6. What the copy drops to go faster, saved first.
-    let pending_oids: Vec<u32> = jobs
-        .iter()
-        .filter(|j| j.remaining > 0)
-        .map(|j| j.target.oid)
-        .collect();
-    if options.defer_indexes && !pending_oids.is_empty() {
-        let key_indexes: Vec<String> = jobs
-            .iter()
-            .filter_map(|j| match &j.target.key.as_ref()?.source {
-                KeySource::PrimaryKey(n) | KeySource::UniqueIndex(n) => Some(n.clone()),
-            })
-            .collect();
-        let items =
-            ddl::secondary_indexes(&tclient, target_side, &pending_oids, &key_indexes).await?;
-        ddl::save_and_drop(&mut tclient, target_side, &sync, &retry, &items).await?;
-    }
-    if strategy == FkStrategy::DropReadd && !pending_oids.is_empty() {
-        let items = ddl::foreign_keys(&tclient, target_side, &pending_oids).await?;
-        ddl::save_and_drop(&mut tclient, target_side, &sync, &retry, &items).await?;
-    }
-    drop(tclient);
+    // 5. and 6. The target made ready: tables emptied up front, what the copy
+    //    drops to go faster saved and dropped.
+    let jobs = &work.jobs;
+    ddl::prepare_target(config, options, strategy, jobs, &tgt_end, &target_extra).await?;
 
     // 7. The copy itself.
-    let estimated: u64 = units.iter().map(|u| u.estimated_rows).sum();
-    let progress = Progress::new(estimated, units.len() as u64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reporter = tokio::spawn(progress::report(
-        progress.clone(),
-        options.progress,
-        stop_rx,
-    ));
-    units.sort_by_key(|u| std::cmp::Reverse(u.estimated_rows));
-    let mut group_left: HashMap<usize, usize> = HashMap::new();
-    for u in &units {
-        if let Some(g) = jobs[u.job].group {
-            *group_left.entry(g).or_default() += 1;
-        }
-    }
-    let shared = Arc::new(Shared {
-        schedule: Mutex::new(Schedule {
-            pending: (0..units.len()).collect(),
-            remaining: jobs.iter().map(|j| j.remaining).collect(),
-            parents: jobs.iter().map(|j| j.parents.clone()).collect(),
-            group_left,
-            failed: false,
-        }),
-        wake: tokio::sync::Notify::new(),
-        snapshots: tokio::sync::Mutex::new(HashMap::new()),
-        units,
-        jobs,
-        progress: progress.clone(),
-        src_end,
-        tgt_end,
-        source_side,
-        target_extra,
-        sync: sync.clone(),
-        truncate_mode: options.mode == CopyMode::Truncate,
-        rebuild_in_tx: std::env::var("PGDUPLEX_COPY_KEEP_INDEXES").as_deref() != Ok("1"),
-        stats: Mutex::new(Stats::default()),
-        cancelled: AtomicBool::new(false),
-    });
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.jobs.max(1).min(shared.units.len().max(1)) {
-        let shared = shared.clone();
-        workers.spawn(async move { shared.worker().await });
-    }
-    let mut first_err = None;
-    while let Some(r) = workers.join_next().await {
-        let r = r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())));
-        if let Err(e) = r {
-            shared.cancel();
-            first_err.get_or_insert(e);
-        }
-    }
-    // Close whatever exported snapshots are left (after a failure).
-    for (_, snap) in shared.snapshots.lock().await.drain() {
-        let _ = snap.client.batch_execute("ROLLBACK").await;
-    }
-    let _ = stop_tx.send(true);
-    let _ = reporter.await;
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    {
+    let shared = Shared::new(work, src_end, tgt_end, target_extra, sync, options);
+    let shared = Arc::new(shared);
+    schedule::run_workers(&shared, options.jobs, options.progress).await?;
+    let copied: Vec<TableName> = {
         let stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         summary.rows = stats.rows;
         summary.bytes = stats.bytes;
         summary.parts = stats.parts;
         summary.tables = stats.tables.len();
-    }
-
-    // 8. Put back what was dropped (also by an earlier, killed run), then ANALYZE.
-    summary.restored = ddl::restore_all(
-        &shared.tgt_end,
-        target_side,
-        &sync,
-        options.jobs,
-        &shared.target_extra,
-    )
-    .await?;
-    let copied: Vec<TableName> = {
-        let stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.tables.iter().cloned().collect()
     };
-    analyze(&shared.tgt_end, target_side, &copied, options.jobs).await?;
+
+    // 8. Put back what was dropped (also by an earlier, killed run), then ANALYZE.
+    let (tgt_end, extra) = (&shared.tgt_end, &shared.target_extra);
+    summary.restored = ddl::restore_all(tgt_end, target_side, sync, options.jobs, extra).await?;
+    ddl::analyze(tgt_end, target_side, &copied, options.jobs).await?;
 
     // 9. Done when every replicated table is copied.
-    let client = connect(&shared.tgt_end, target_side, "").await?;
-    let progress_now = read_progress(&client, target_side, &sync).await?;
-    summary.complete = all_names.iter().all(|n| {
-        progress_now
-            .get(n)
-            .is_some_and(|v| !v.is_empty() && v.iter().all(|r| r.done))
-    });
-    if summary.complete {
-        store::record_copy_done(&client, &sync)
-            .await
-            .map_err(db(target_side, "recording the end of the copy"))?;
-    }
+    summary.complete = record_if_complete(tgt_end, target_side, sync, &pre.all_names).await?;
     summary.elapsed = started.elapsed();
     tracing::info!(
         tables = summary.tables,
@@ -934,32 +458,195 @@ pub async fn run(
     Ok(summary)
 }
 
-/// ANALYZE of the copied tables, on up to `jobs` connections.
-async fn analyze(
-    endpoint: &Endpoint,
-    side: Side,
-    tables: &[TableName],
-    jobs: usize,
+/// Step 2: the capture of every replicable table on both sides.
+async fn install_capture(
+    config: &Config,
+    pre: &mut Preflight,
+    source_side: Side,
 ) -> Result<(), CopyError> {
-    let queue = Arc::new(Mutex::new(tables.to_vec()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..jobs.max(1).min(tables.len()) {
-        let queue = queue.clone();
-        let endpoint = endpoint.clone();
-        tasks.spawn(async move {
-            let client = connect(&endpoint, side, "").await?;
-            loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let Some(t) = next else { return Ok(()) };
-                client
-                    .batch_execute(&format!("ANALYZE {}", t.quoted()))
-                    .await
-                    .map_err(db(side, "analysing a copied table"))?;
-            }
+    let (l, r) = match source_side {
+        Side::Left => (&mut pre.src.client, &mut pre.tgt.client),
+        Side::Right => (&mut pre.tgt.client, &mut pre.src.client),
+    };
+    setup::install_on(config, &pre.install_tables, l, r).await?;
+    Ok(())
+}
+
+/// Step 2: the copy's session must be the apply role the capture was installed
+/// for, or the target's capture would record the copied rows.
+async fn refuse_apply_role_mismatch(
+    client: &Client,
+    side: Side,
+    sync: &str,
+) -> Result<(), CopyError> {
+    if let Some((installed, session)) = session::apply_role(client, sync)
+        .await
+        .map_err(db(side, "reading the apply role"))?
+        .mismatch()
+    {
+        return Err(CopyError::ApplyRole {
+            side,
+            installed,
+            session,
         });
     }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())))?;
-    }
     Ok(())
+}
+
+/// Steps 3 and 4: the source's estimates and the COPY formats; the parts of the
+/// tables not planned yet, recorded on the target with the run in one
+/// transaction; then the jobs and units of what is left to copy.
+async fn plan_and_record(
+    pre: &mut Preflight,
+    sync: &str,
+    options: &CopyOptions,
+) -> Result<plan::Work, CopyError> {
+    let source_side = options.from;
+    session::pin_settings(&pre.src.client, SEARCH_PATH)
+        .await
+        .map_err(db(source_side, "setting up the session"))?;
+    let source_oids: Vec<u32> = pre.selected.iter().map(|(s, _)| s.oid).collect();
+    let estimate = plan::estimates(&pre.src.client, source_side, &source_oids).await?;
+    let binary = plan::binary_tables(&pre.src, &pre.tgt, &pre.selected).await?;
+    let new_parts = plan::new_parts(
+        &pre.src.client,
+        source_side,
+        &pre.selected,
+        &pre.recorded,
+        &estimate,
+        &pre.links.whole_only,
+        options.range_rows,
+    )
+    .await?;
+    let record = PlanRecord {
+        restart: pre.restart,
+        tables: &pre.selected_names,
+        new_parts: &new_parts,
+    };
+    record_plan(
+        &mut pre.tgt.client,
+        source_side.other(),
+        sync,
+        options,
+        &record,
+    )
+    .await?;
+    for (name, part) in new_parts {
+        pre.recorded
+            .entry(name)
+            .or_default()
+            .push(RecordedPart { part, done: false });
+    }
+    let work = plan::work(
+        &pre.selected,
+        &pre.recorded,
+        &estimate,
+        &binary,
+        &pre.links,
+        options.mode == CopyMode::Truncate,
+    );
+    log_plan(&work, pre.strategy);
+    Ok(work)
+}
+
+/// What step 3 records on the target.
+struct PlanRecord<'a> {
+    /// A finished copy starts over: the selected tables' progress is cleared.
+    restart: bool,
+    /// The selected tables.
+    tables: &'a [TableName],
+    /// Parts of the tables that have none recorded yet.
+    new_parts: &'a [(TableName, Part)],
+}
+
+/// Step 3: the run and its new parts recorded on the target, in one transaction.
+async fn record_plan(
+    client: &mut Client,
+    side: Side,
+    sync: &str,
+    options: &CopyOptions,
+    plan: &PlanRecord<'_>,
+) -> Result<(), CopyError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db(side, "recording the copy's plan"))?;
+    if plan.restart {
+        store::forget_copy_parts(&tx, sync, plan.tables)
+            .await
+            .map_err(db(side, "clearing the finished copy's progress"))?;
+    }
+    store::record_copy_started(
+        &tx,
+        sync,
+        options.from.as_str(),
+        options.mode.as_str(),
+        plan.restart,
+    )
+    .await
+    .map_err(db(side, "recording the copy"))?;
+    for (name, p) in plan.new_parts {
+        let part = store::CopyPart {
+            table: name.clone(),
+            part: p.part,
+            parts: p.parts,
+            key_column: p.key_column.clone(),
+            lower: p.lower,
+            upper: p.upper,
+            done: false,
+        };
+        store::record_copy_part(&tx, sync, &part)
+            .await
+            .map_err(db(side, "recording the copy's plan"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(db(side, "recording the copy's plan"))
+}
+
+/// Step 4: what the log says of the plan: a resumed copy, the snapshot groups.
+fn log_plan(work: &plan::Work, strategy: FkStrategy) {
+    if work.parts_already_done > 0 {
+        tracing::info!(
+            already_done = work.parts_already_done,
+            to_copy = work.units.len(),
+            complete_tables = %names(&work.tables_already_done),
+            "resuming an interrupted copy: only the parts not copied yet are copied"
+        );
+    }
+    let groups: BTreeMap<usize, Vec<TableName>> =
+        work.jobs.iter().fold(BTreeMap::new(), |mut m, j| {
+            if let Some(g) = j.group {
+                m.entry(g).or_default().push(j.target.name.clone());
+            }
+            m
+        });
+    for members in groups.values() {
+        tracing::info!(
+            tables = %names(members),
+            "these tables are linked by foreign keys on the target: they are read from one shared snapshot"
+        );
+    }
+    if strategy == FkStrategy::Replica {
+        tracing::info!("the target's foreign keys are not checked while copying (session_replication_role = replica): one snapshot per table or range");
+    }
+}
+
+/// Step 9: whether every replicated table (`all`) is copied now; if so the copy
+/// is recorded as finished.
+async fn record_if_complete(
+    endpoint: &Endpoint,
+    side: Side,
+    sync: &str,
+    all: &[TableName],
+) -> Result<bool, CopyError> {
+    let client = connect(endpoint, side, "").await?;
+    let progress_now = plan::read_progress(&client, side, sync).await?;
+    let complete = all.iter().all(|n| plan::complete(&progress_now, n));
+    if complete {
+        store::record_copy_done(&client, sync)
+            .await
+            .map_err(db(side, "recording the end of the copy"))?;
+    }
+    Ok(complete)
 }

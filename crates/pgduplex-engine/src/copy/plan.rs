@@ -1,18 +1,23 @@
-//! The copy's plan: what is copied and how. Per table its columns, its key
-//! ranges and the SQL of a range on either side; the source's estimates, which
-//! tables may travel as binary COPY, and the progress recorded by earlier runs.
-//! Names go through `quote_ident`; range bounds travel as custom settings set
-//! with `set_config($1)` (COPY takes no bind parameters).
+//! The copy's plan: what is copied, in which pieces, in which order. Per table
+//! its columns, its key ranges and the SQL of a range on either side; the
+//! source's estimates; which tables may travel as binary COPY; the progress
+//! recorded by earlier runs; the target's foreign keys as the copy sees them
+//! (load order, tables read from one shared snapshot); and from all of that the
+//! jobs (tables) and units (tables or ranges) left to copy. Names go through
+//! `quote_ident`; range bounds travel as custom settings set with
+//! `set_config($1)` (COPY takes no bind parameters).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use pgduplex_config::Side;
-use pgduplex_pg::catalog::{Table, TableKind};
+use pgduplex_config::{FkStrategy, Side};
+use pgduplex_pg::catalog::{ForeignKey, Table, TableKind};
 use pgduplex_pg::store;
 use pgduplex_pg::{quote_ident, TableName};
 use tokio_postgres::Client;
 
+use super::schedule::Unit;
 use super::{db, CopyError};
+use crate::pair::SideState;
 
 /// The custom settings that carry a range's bounds into the source's COPY query.
 pub const LOWER_SETTING: &str = "pgduplex.copy_lower";
@@ -201,24 +206,27 @@ pub fn truncate_in_copy(table: &Table, part: &Part, referenced: bool) -> bool {
     part.parts == 1 && table.kind == TableKind::Ordinary && !referenced
 }
 
-/// A progress row.
+/// A progress row: one part of a table, and whether it is copied.
 #[derive(Clone, Debug)]
-pub(super) struct Recorded {
+pub(super) struct RecordedPart {
     pub part: Part,
     pub done: bool,
 }
+
+/// The progress recorded on the target, per (target) table.
+pub(super) type Recorded = HashMap<TableName, Vec<RecordedPart>>;
 
 pub(super) async fn read_progress(
     client: &Client,
     side: Side,
     sync: &str,
-) -> Result<HashMap<TableName, Vec<Recorded>>, CopyError> {
-    let mut out: HashMap<TableName, Vec<Recorded>> = HashMap::new();
+) -> Result<Recorded, CopyError> {
+    let mut out: Recorded = HashMap::new();
     for p in store::copy_parts(client, sync)
         .await
         .map_err(db(side, "reading the copy's progress"))?
     {
-        out.entry(p.table).or_default().push(Recorded {
+        out.entry(p.table).or_default().push(RecordedPart {
             part: Part {
                 part: p.part,
                 parts: p.parts,
@@ -230,6 +238,20 @@ pub(super) async fn read_progress(
         });
     }
     Ok(out)
+}
+
+/// Every part of `name` is recorded and copied.
+pub(super) fn complete(recorded: &Recorded, name: &TableName) -> bool {
+    recorded
+        .get(name)
+        .is_some_and(|v| !v.is_empty() && v.iter().all(|r| r.done))
+}
+
+/// How many parts of `name` are copied.
+pub(super) fn done_parts(recorded: &Recorded, name: &TableName) -> usize {
+    recorded
+        .get(name)
+        .map_or(0, |v| v.iter().filter(|r| r.done).count())
 }
 
 /// Row and size estimates of the source tables (partitions included, each
@@ -284,6 +306,194 @@ pub(super) async fn binary_eligible(
         .collect())
 }
 
+/// The COPY format per table: binary where it is safe (same major
+/// version on both sides, built-in types with binary I/O only, on both sides),
+/// else text. PGDUPLEX_COPY_FORMAT=text forces text (for measurements, or as an
+/// escape hatch). Returns the target tables that may travel as binary.
+pub(super) async fn binary_tables(
+    src: &SideState,
+    tgt: &SideState,
+    selected: &[(Table, Table)],
+) -> Result<BTreeSet<TableName>, CopyError> {
+    if src.catalog.server_version_num / 10000 != tgt.catalog.server_version_num / 10000
+        || std::env::var("PGDUPLEX_COPY_FORMAT").as_deref() == Ok("text")
+    {
+        return Ok(BTreeSet::new());
+    }
+    let source_oids: Vec<u32> = selected.iter().map(|(s, _)| s.oid).collect();
+    let target_oids: Vec<u32> = selected.iter().map(|(_, t)| t.oid).collect();
+    let s_ok = binary_eligible(&src.client, src.side, &source_oids).await?;
+    let t_ok = binary_eligible(&tgt.client, tgt.side, &target_oids).await?;
+    Ok(selected
+        .iter()
+        .filter(|(s, t)| s_ok.contains(&s.oid) && t_ok.contains(&t.oid))
+        .map(|(_, t)| t.name.clone())
+        .collect())
+}
+
+/// The foreign keys on the target, as they bear on the copy of `tables` (the
+/// selected tables, by index).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct FkLinks {
+    /// Per table: the tables to copy completely before it (`--fk order` only:
+    /// the target checks its foreign keys as the rows arrive).
+    pub parents: Vec<Vec<usize>>,
+    /// Per table: never split into ranges. A table that references itself, under
+    /// `--fk order`: its rows must reach the target in one COPY, which checks
+    /// each row's parent at its end.
+    pub whole_only: Vec<bool>,
+    /// Per table: its snapshot group, see [`snapshot_groups`] (none under
+    /// `--fk replica`, where the target checks nothing).
+    pub group: Vec<Option<usize>>,
+    /// Tables on either end of any foreign key on the target: TRUNCATE refuses a
+    /// referenced table alone, so these are emptied up front, all in one
+    /// statement, never inside their copy transaction.
+    pub referenced: BTreeSet<TableName>,
+}
+
+impl FkLinks {
+    /// `strategy` is the one the copy uses (`auto` resolved).
+    pub(super) fn new(tables: &[TableName], fks: &[ForeignKey], strategy: FkStrategy) -> FkLinks {
+        let idx_of: HashMap<&TableName, usize> =
+            tables.iter().enumerate().map(|(i, n)| (n, i)).collect();
+        let mut parents: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
+        let mut self_ref = vec![false; tables.len()];
+        let mut edges = Vec::new();
+        for fk in fks {
+            if let (Some(&c), Some(&p)) = (idx_of.get(&fk.table), idx_of.get(&fk.references)) {
+                if c == p {
+                    self_ref[c] = true;
+                } else {
+                    edges.push((c, p));
+                    if strategy == FkStrategy::Order && !parents[c].contains(&p) {
+                        parents[c].push(p);
+                    }
+                }
+            }
+        }
+        let referenced = fks
+            .iter()
+            .flat_map(|fk| [fk.references.clone(), fk.table.clone()])
+            .collect();
+        // Groups sharing a snapshot: connected by foreign keys that the target
+        // checks (order) or validates afterwards (drop-readd).
+        let group = if strategy == FkStrategy::Replica {
+            vec![None; tables.len()]
+        } else {
+            snapshot_groups(tables.len(), &edges)
+        };
+        FkLinks {
+            parents,
+            whole_only: self_ref
+                .iter()
+                .map(|&r| r && strategy == FkStrategy::Order)
+                .collect(),
+            group,
+            referenced,
+        }
+    }
+}
+
+/// The connected groups of `n` tables linked by `edges` (pairs of table
+/// indexes): tables of one group are read from one exported snapshot, so that
+/// the rows of a child and of its parent agree. A table linked to no other has
+/// no group. Groups are numbered 0, 1, ... in the order of their union-find
+/// roots.
+pub(super) fn snapshot_groups(n: usize, edges: &[(usize, usize)]) -> Vec<Option<usize>> {
+    fn find(root: &mut [usize], i: usize) -> usize {
+        let mut i = i;
+        while root[i] != i {
+            root[i] = root[root[i]];
+            i = root[i];
+        }
+        i
+    }
+    let mut root: Vec<usize> = (0..n).collect();
+    for &(a, b) in edges {
+        let (ra, rb) = (find(&mut root, a), find(&mut root, b));
+        if ra != rb {
+            root[ra] = rb;
+        }
+    }
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let r = find(&mut root, i);
+        members.entry(r).or_default().push(i);
+    }
+    let mut group_of = vec![None; n];
+    for (g, m) in members.values().filter(|m| m.len() > 1).enumerate() {
+        for &i in m {
+            group_of[i] = Some(g);
+        }
+    }
+    group_of
+}
+
+/// The parts of every selected table (source, target) that has none recorded
+/// yet: the whole table, or [`split`] into [`part_count`] key ranges when it is
+/// estimated above `range_rows` rows and its key starts with an integer column
+/// (unless `whole_only`, see [`FkLinks`]).
+pub(super) async fn new_parts(
+    client: &Client,
+    side: Side,
+    selected: &[(Table, Table)],
+    recorded: &Recorded,
+    estimate: &HashMap<u32, i64>,
+    whole_only: &[bool],
+    range_rows: u64,
+) -> Result<Vec<(TableName, Part)>, CopyError> {
+    let mut out = Vec::new();
+    for (i, (s, t)) in selected.iter().enumerate() {
+        if recorded.contains_key(&t.name) {
+            continue;
+        }
+        let n = part_count(estimate.get(&s.oid).copied().unwrap_or(0), range_rows);
+        let parts = match (n > 1 && !whole_only[i], split_column(s)) {
+            (true, Some(col)) => key_ranges(client, side, s, &col, n).await?,
+            _ => vec![Part::whole()],
+        };
+        tracing::debug!(table = %t.name, parts = parts.len(), "planned");
+        if parts.len() > 1 {
+            tracing::info!(
+                table = %t.name,
+                ranges = parts.len(),
+                column = parts[0].key_column.as_deref().unwrap_or(""),
+                "large table: split into key ranges"
+            );
+        }
+        out.extend(parts.into_iter().map(|p| (t.name.clone(), p)));
+    }
+    Ok(out)
+}
+
+/// `n` key ranges of `table` on `column`, between its smallest and largest value
+/// now (the whole table when it is empty).
+async fn key_ranges(
+    client: &Client,
+    side: Side,
+    table: &Table,
+    column: &str,
+    n: i32,
+) -> Result<Vec<Part>, CopyError> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT min({c})::pg_catalog.int8, max({c})::pg_catalog.int8 FROM {}",
+                table.name.quoted(),
+                c = quote_ident(column)
+            ),
+            &[],
+        )
+        .await
+        .map_err(db(side, "reading a table's key range"))?;
+    Ok(
+        match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
+            (Some(min), Some(max)) => split(column, min, max, n),
+            _ => vec![Part::whole()],
+        },
+    )
+}
+
 /// One table of the copy.
 pub(super) struct TableJob {
     pub source: Table,
@@ -302,6 +512,73 @@ pub(super) struct TableJob {
     pub truncated_up_front: bool,
     /// Text, or binary where that is safe.
     pub format: Format,
+}
+
+/// What is left to copy: a job per selected table, a unit per part not copied
+/// yet.
+pub(super) struct Work {
+    pub jobs: Vec<TableJob>,
+    pub units: Vec<Unit>,
+    /// Parts found copied by an earlier run.
+    pub parts_already_done: usize,
+    /// Tables found completely copied by an earlier run.
+    pub tables_already_done: Vec<TableName>,
+}
+
+/// The jobs and units of the selected tables (source, target) from their
+/// `recorded` parts (all planned by now). `binary`: the target tables that may
+/// travel as binary COPY; `truncate_mode`: `--mode truncate`.
+pub(super) fn work(
+    selected: &[(Table, Table)],
+    recorded: &Recorded,
+    estimate: &HashMap<u32, i64>,
+    binary: &BTreeSet<TableName>,
+    links: &FkLinks,
+    truncate_mode: bool,
+) -> Work {
+    let mut work = Work {
+        jobs: Vec::new(),
+        units: Vec::new(),
+        parts_already_done: 0,
+        tables_already_done: Vec::new(),
+    };
+    for (i, (s, t)) in selected.iter().enumerate() {
+        let recs = recorded.get(&t.name).cloned().unwrap_or_default();
+        let todo: Vec<&RecordedPart> = recs.iter().filter(|r| !r.done).collect();
+        work.parts_already_done += recs.len() - todo.len();
+        if todo.is_empty() {
+            work.tables_already_done.push(t.name.clone());
+        }
+        let is_referenced = links.referenced.contains(&t.name);
+        let fresh = todo.len() == recs.len();
+        let whole_in_tx = recs.len() == 1 && truncate_in_copy(t, &recs[0].part, is_referenced);
+        work.jobs.push(TableJob {
+            source: s.clone(),
+            target: t.clone(),
+            columns: copied_columns(s),
+            format: if binary.contains(&t.name) {
+                Format::Binary
+            } else {
+                Format::Text
+            },
+            parents: links.parents[i].clone(),
+            group: links.group[i],
+            referenced: is_referenced,
+            remaining: todo.len(),
+            truncated_up_front: truncate_mode && fresh && !whole_in_tx,
+        });
+        let per_part = u64::try_from(estimate.get(&s.oid).copied().unwrap_or(0)).unwrap_or(0)
+            / recs.len().max(1) as u64;
+        for r in todo {
+            work.units.push(Unit {
+                job: i,
+                part: r.part.clone(),
+                estimated_rows: per_part,
+                truncate_in_tx: whole_in_tx,
+            });
+        }
+    }
+    work
 }
 
 #[cfg(test)]

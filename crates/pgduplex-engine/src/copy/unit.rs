@@ -8,15 +8,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use pgduplex_config::Side;
 use pgduplex_pg::capture::{APPLYING_SETTING, STATEMENT_TRIGGERS};
 use pgduplex_pg::catalog::TableKind;
 use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::store;
 use pgduplex_pg::{quote_literal, TableName};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, CopyInSink, CopyOutStream};
 
 use super::plan::{self, TableJob};
+use super::progress::UnitProgress;
 use super::schedule::{Shared, Unit};
 use super::{connect, db, CopyError};
 
@@ -86,6 +89,36 @@ pub(super) struct Snapshot {
     pub id: String,
 }
 
+/// Names the table and range of a unit in its errors.
+struct UnitErr {
+    table: TableName,
+    part: String,
+}
+
+impl UnitErr {
+    /// A PostgreSQL error of the unit on `side`.
+    fn on(&self, side: Side) -> impl FnOnce(tokio_postgres::Error) -> CopyError + '_ {
+        move |source| CopyError::Unit {
+            table: self.table.clone(),
+            part: self.part.clone(),
+            side,
+            source,
+        }
+    }
+}
+
+/// What the target transaction of a unit did before its COPY.
+#[derive(Default)]
+struct TargetTx {
+    /// The table was emptied in this transaction: `COPY FREEZE`.
+    freeze: bool,
+    /// The statement that switches the INSERT capture trigger back on before the
+    /// commit (it was switched off after the TRUNCATE).
+    trigger_on: Option<String>,
+    /// Indexes dropped after the TRUNCATE, to build after the rows.
+    rebuild: Vec<InTxIndex>,
+}
+
 impl Shared {
     /// The exported snapshot of group `g`, taken now if it is the group's first unit.
     async fn snapshot(&self, g: usize) -> Result<String, CopyError> {
@@ -133,20 +166,9 @@ impl Shared {
     ) -> Result<(), CopyError> {
         let unit = &self.units[u];
         let job = &self.jobs[unit.job];
-        let name = &job.source.name;
-        let tname = &job.target.name;
-        let label = unit.part.label();
-        let source_side = self.source_side;
-        let target_side = source_side.other();
-        let unit_err = |side: Side| {
-            let table = name.clone();
-            let part = label.clone();
-            move |source| CopyError::Unit {
-                table,
-                part,
-                side,
-                source,
-            }
+        let err = UnitErr {
+            table: job.source.name.clone(),
+            part: unit.part.label(),
         };
         let snapshot = match job.group {
             Some(g) => Some(self.snapshot(g).await?),
@@ -157,28 +179,230 @@ impl Shared {
         // taken by the first query after it, or imported).
         let mut begin = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE",
-            name.quoted()
+            job.source.name.quoted()
         );
         if let Some(id) = &snapshot {
             begin.push_str(&format!("; SET TRANSACTION SNAPSHOT {}", quote_literal(id)));
         }
         src.batch_execute(&begin)
             .await
-            .map_err(unit_err(source_side))?;
-        let result = self.pipe(unit, src, tgt, &unit_err, started).await;
+            .map_err(err.on(self.source_side))?;
+        let result = self.pipe(unit, src, tgt, &err, started).await;
         let _ = src.batch_execute("ROLLBACK").await;
         if result.is_err() {
             let _ = tgt.batch_execute("ROLLBACK").await;
         }
         let (rows, bytes) = result?;
-        tracing::debug!(table = %tname, part = unit.part.part, rows, bytes, "copied");
+        tracing::debug!(table = %job.target.name, part = unit.part.part, rows, bytes, "copied");
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.rows += rows;
         stats.bytes += bytes;
         stats.parts += 1;
-        stats.tables.insert(tname.clone());
-        let _ = target_side;
+        stats.tables.insert(job.target.name.clone());
         Ok(())
+    }
+
+    /// The unit's rows from the source transaction (begun) into a new target
+    /// transaction, committed with the unit's progress record. Returns the rows
+    /// and bytes copied. On an error the target transaction is left for the
+    /// caller to roll back.
+    async fn pipe(
+        &self,
+        unit: &Unit,
+        src: &mut Client,
+        tgt: &mut Client,
+        err: &UnitErr,
+        started: Instant,
+    ) -> Result<(u64, u64), CopyError> {
+        let job = &self.jobs[unit.job];
+        let source_side = self.source_side;
+        let target_side = source_side.other();
+        let lower = unit.part.lower.map(|v| v.to_string()).unwrap_or_default();
+        let upper = unit.part.upper.map(|v| v.to_string()).unwrap_or_default();
+        let snap_row = src
+            .query_one(
+                "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), \
+                        pg_catalog.txid_current_snapshot()::text",
+                &[&plan::LOWER_SETTING, &lower, &plan::UPPER_SETTING, &upper],
+            )
+            .await
+            .map_err(err.on(source_side))?;
+        let snapshot_text: String = snap_row.get(2);
+        let prepared = self.begin_target(unit, tgt, err).await?;
+        let out_sql = plan::copy_out_sql(&job.source.name, &job.columns, &unit.part, job.format);
+        let in_sql = plan::copy_in_sql(&job.target.name, &job.columns, prepared.freeze, job.format);
+        let (stream, sink) = tokio::join!(
+            src.copy_out(&out_sql),
+            tgt.copy_in::<_, bytes::Bytes>(&in_sql)
+        );
+        let stream = stream.map_err(err.on(source_side))?;
+        let sink = sink.map_err(err.on(target_side))?;
+        let counters = self.progress.start(
+            format!("{}{}", job.target.name, unit.part.label()),
+            unit.estimated_rows,
+        );
+        let (piped, bytes) = self.stream_rows(stream, sink, &counters, err).await;
+        let result = match piped {
+            Ok(rows) => {
+                self.finish_target(tgt, unit, &prepared, (rows, bytes), &snapshot_text, err)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        counters
+            .rows
+            .store(*result.as_ref().unwrap_or(&0), Ordering::Relaxed);
+        self.progress.finish(&counters, result.is_ok());
+        let rows = result?;
+        tracing::info!(
+            table = %job.target.name,
+            part = unit.part.part + 1,
+            parts = unit.part.parts,
+            rows,
+            bytes,
+            freeze = prepared.freeze,
+            binary = job.format == plan::Format::Binary,
+            indexes_rebuilt = prepared.rebuild.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "copied {}{}",
+            job.target.name,
+            unit.part.label()
+        );
+        Ok((rows, bytes))
+    }
+
+    /// Target: the no-echo setting, then (if it may) empty the table in this
+    /// transaction so that COPY FREEZE applies.
+    async fn begin_target(
+        &self,
+        unit: &Unit,
+        tgt: &mut Client,
+        err: &UnitErr,
+    ) -> Result<TargetTx, CopyError> {
+        let job = &self.jobs[unit.job];
+        let target_side = self.source_side.other();
+        tgt.batch_execute(&format!("BEGIN; SET LOCAL {APPLYING_SETTING} = on"))
+            .await
+            .map_err(err.on(target_side))?;
+        let mut prepared = TargetTx::default();
+        if !unit.truncate_in_tx || job.referenced {
+            return Ok(prepared);
+        }
+        let tq = job.target.name.quoted();
+        // ACCESS EXCLUSIVE first, so that nothing can be written between the
+        // check and the TRUNCATE (if-empty must never remove a row).
+        tgt.batch_execute(&format!("LOCK TABLE {tq} IN ACCESS EXCLUSIVE MODE"))
+            .await
+            .map_err(err.on(target_side))?;
+        let may_empty = if self.truncate_mode {
+            true
+        } else {
+            let rows = tgt
+                .simple_query(&format!("SELECT 1 FROM {tq} LIMIT 1"))
+                .await
+                .map_err(err.on(target_side))?;
+            !rows
+                .iter()
+                .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        };
+        if !may_empty {
+            return Err(CopyError::NotEmpty {
+                side: target_side,
+                tables: job.target.name.to_string(),
+                them: "it",
+            });
+        }
+        // The table is ours alone until commit (ACCESS EXCLUSIVE): no other
+        // session can write a row the capture would have to see, so the INSERT
+        // capture trigger is switched off for this transaction only and switched
+        // back on (ALWAYS) before the commit. Its transition table would
+        // otherwise hold every copied row (measured: BENCHMARKS.md, initial copy).
+        let trigger = pgduplex_pg::quote_ident(STATEMENT_TRIGGERS[0]);
+        tgt.batch_execute(&format!(
+            "TRUNCATE {tq}; ALTER TABLE {tq} DISABLE TRIGGER {trigger}"
+        ))
+        .await
+        .map_err(err.on(target_side))?;
+        prepared.trigger_on = Some(format!("ALTER TABLE {tq} ENABLE ALWAYS TRIGGER {trigger}"));
+        prepared.freeze = job.target.kind == TableKind::Ordinary;
+        if self.rebuild_in_tx && prepared.freeze {
+            prepared.rebuild = self.drop_indexes_in_tx(tgt, job).await?;
+        }
+        Ok(prepared)
+    }
+
+    /// Streams the rows, counting them in `counters`; stops when the copy is
+    /// cancelled. Returns the rows the target took, and the bytes sent (0 on an
+    /// error).
+    async fn stream_rows(
+        &self,
+        stream: CopyOutStream,
+        sink: CopyInSink<Bytes>,
+        counters: &UnitProgress,
+        err: &UnitErr,
+    ) -> (Result<u64, CopyError>, u64) {
+        let source_side = self.source_side;
+        // The rows are gathered into large buffers before they go to the target,
+        // which then receives a few big CopyData messages instead of one per row.
+        let piped = copy_pipe::pipe(stream, sink, COPY_BUFFER, |rows, bytes| {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Err(CopyError::Task(
+                    "cancelled after another part failed".into(),
+                ));
+            }
+            counters.rows.fetch_add(rows, Ordering::Relaxed);
+            counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+            Ok(())
+        })
+        .await;
+        let bytes = piped.as_ref().map_or(0, |p| p.bytes);
+        let result = match piped {
+            Ok(p) => Ok(p.rows),
+            Err(PipeError::Source(e)) => Err(err.on(source_side)(e)),
+            Err(PipeError::Target(e)) => Err(err.on(source_side.other())(e)),
+            Err(PipeError::Stopped(e)) => Err(e),
+        };
+        (result, bytes)
+    }
+
+    /// After the rows: the indexes dropped built again, the capture trigger
+    /// switched back on, the unit recorded done, and the commit. Returns the rows.
+    async fn finish_target(
+        &self,
+        tgt: &mut Client,
+        unit: &Unit,
+        prepared: &TargetTx,
+        (rows, bytes): (u64, u64),
+        snapshot_text: &str,
+        err: &UnitErr,
+    ) -> Result<u64, CopyError> {
+        let job = &self.jobs[unit.job];
+        let target_side = self.source_side.other();
+        if !prepared.rebuild.is_empty() {
+            self.rebuild_indexes(tgt, job, &prepared.rebuild)
+                .await
+                .map_err(err.on(target_side))?;
+        }
+        if let Some(enable) = &prepared.trigger_on {
+            tgt.batch_execute(enable)
+                .await
+                .map_err(err.on(target_side))?;
+        }
+        store::record_copy_part_done(
+            &*tgt,
+            &self.sync,
+            &job.target.name,
+            unit.part.part,
+            rows as i64,
+            bytes as i64,
+            snapshot_text,
+        )
+        .await
+        .map_err(err.on(target_side))?;
+        tgt.batch_execute("COMMIT")
+            .await
+            .map_err(err.on(target_side))?;
+        Ok(rows)
     }
 
     /// Drops the indexes of `job`'s table that [`DEFERRABLE_INDEXES_SQL`] allows,
@@ -248,190 +472,34 @@ impl Shared {
         }
     }
 
-    async fn pipe<F, E>(
+    /// Builds `indexes` again (after the rows, in the copy transaction): their
+    /// constraints added back with their names, or their `CREATE INDEX`.
+    async fn rebuild_indexes(
         &self,
-        unit: &Unit,
-        src: &mut Client,
         tgt: &mut Client,
-        unit_err: &F,
-        started: Instant,
-    ) -> Result<(u64, u64), CopyError>
-    where
-        F: Fn(Side) -> E,
-        E: FnOnce(tokio_postgres::Error) -> CopyError,
-    {
-        let job = &self.jobs[unit.job];
-        let source_side = self.source_side;
-        let target_side = source_side.other();
-        let lower = unit.part.lower.map(|v| v.to_string()).unwrap_or_default();
-        let upper = unit.part.upper.map(|v| v.to_string()).unwrap_or_default();
-        let snap_row = src
-            .query_one(
-                "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), \
-                        pg_catalog.txid_current_snapshot()::text",
-                &[&plan::LOWER_SETTING, &lower, &plan::UPPER_SETTING, &upper],
-            )
-            .await
-            .map_err(unit_err(source_side))?;
-        let snapshot_text: String = snap_row.get(2);
-
-        // Target: the no-echo setting, then (if it may) empty the table in this
-        // transaction so that COPY FREEZE applies.
-        tgt.batch_execute(&format!("BEGIN; SET LOCAL {APPLYING_SETTING} = on"))
-            .await
-            .map_err(unit_err(target_side))?;
-        let mut freeze = false;
-        let mut trigger_off: Option<String> = None;
-        let mut rebuild: Vec<InTxIndex> = Vec::new();
-        if unit.truncate_in_tx && !job.referenced {
-            let tq = job.target.name.quoted();
-            // ACCESS EXCLUSIVE first, so that nothing can be written between the
-            // check and the TRUNCATE (if-empty must never remove a row).
-            tgt.batch_execute(&format!("LOCK TABLE {tq} IN ACCESS EXCLUSIVE MODE"))
-                .await
-                .map_err(unit_err(target_side))?;
-            let may_empty = if self.truncate_mode {
-                true
-            } else {
-                let rows = tgt
-                    .simple_query(&format!("SELECT 1 FROM {tq} LIMIT 1"))
-                    .await
-                    .map_err(unit_err(target_side))?;
-                !rows
-                    .iter()
-                    .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-            };
-            if may_empty {
-                // The table is ours alone until commit (ACCESS EXCLUSIVE): no
-                // other session can write a row the capture would have to see, so
-                // the INSERT capture trigger is switched off for this transaction
-                // only and switched back on (ALWAYS) before the commit. Its
-                // transition table would otherwise hold every copied row
-                // (measured: BENCHMARKS.md, initial copy).
-                let trigger = pgduplex_pg::quote_ident(STATEMENT_TRIGGERS[0]);
-                tgt.batch_execute(&format!(
-                    "TRUNCATE {tq}; ALTER TABLE {tq} DISABLE TRIGGER {trigger}"
-                ))
-                .await
-                .map_err(unit_err(target_side))?;
-                trigger_off = Some(format!("ALTER TABLE {tq} ENABLE ALWAYS TRIGGER {trigger}"));
-                freeze = job.target.kind == TableKind::Ordinary;
-                if self.rebuild_in_tx && freeze {
-                    rebuild = self.drop_indexes_in_tx(tgt, job).await?;
-                }
-            } else {
-                return Err(CopyError::NotEmpty {
-                    side: target_side,
-                    tables: job.target.name.to_string(),
-                    them: "it",
-                });
-            }
-        }
-        let out_sql = plan::copy_out_sql(&job.source.name, &job.columns, &unit.part, job.format);
-        let in_sql = plan::copy_in_sql(&job.target.name, &job.columns, freeze, job.format);
-        let (stream, sink) = tokio::join!(
-            src.copy_out(&out_sql),
-            tgt.copy_in::<_, bytes::Bytes>(&in_sql)
-        );
-        let stream = stream.map_err(unit_err(source_side))?;
-        let sink = sink.map_err(unit_err(target_side))?;
-        let counters = self.progress.start(
-            format!("{}{}", job.target.name, unit.part.label()),
-            unit.estimated_rows,
-        );
-        // The rows are gathered into large buffers before they go to the target,
-        // which then receives a few big CopyData messages instead of one per row.
-        let piped = copy_pipe::pipe(stream, sink, COPY_BUFFER, |rows, bytes| {
-            if self.cancelled.load(Ordering::Relaxed) {
-                return Err(CopyError::Task(
-                    "cancelled after another part failed".into(),
-                ));
-            }
-            counters.rows.fetch_add(rows, Ordering::Relaxed);
-            counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-            Ok(())
-        })
-        .await;
-        let bytes = piped.as_ref().map_or(0, |p| p.bytes);
-        let mut result: Result<u64, CopyError> = match piped {
-            Ok(p) => Ok(p.rows),
-            Err(PipeError::Source(e)) => Err(unit_err(source_side)(e)),
-            Err(PipeError::Target(e)) => Err(unit_err(target_side)(e)),
-            Err(PipeError::Stopped(e)) => Err(e),
-        };
-        if result.is_ok() && !rebuild.is_empty() {
-            let tq = job.target.name.quoted();
-            let sql = rebuild
-                .iter()
-                .map(|ix| match &ix.constraint {
-                    Some((name, def)) => format!(
-                        "ALTER TABLE {tq} ADD CONSTRAINT {} {def}",
-                        pgduplex_pg::quote_ident(name)
-                    ),
-                    None => ix.index_def.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            let built = Instant::now();
-            if let Err(e) = tgt.batch_execute(&sql).await {
-                result = Err(unit_err(target_side)(e));
-            } else {
-                tracing::info!(
-                    table = %job.target.name,
-                    indexes = rebuild.len(),
-                    seconds = built.elapsed().as_secs_f64(),
-                    "indexes built after the rows, in the copy transaction"
-                );
-            }
-        }
-        if let (Ok(_), Some(enable)) = (&result, &trigger_off) {
-            if let Err(e) = tgt.batch_execute(enable).await {
-                result = Err(unit_err(target_side)(e));
-            }
-        }
-        if let Ok(rows) = result {
-            let rows_i = rows as i64;
-            let bytes_i = bytes as i64;
-            result = store::record_copy_part_done(
-                &*tgt,
-                &self.sync,
-                &job.target.name,
-                unit.part.part,
-                rows_i,
-                bytes_i,
-                &snapshot_text,
-            )
-            .await
-            .map_err(unit_err(target_side))
-            .map(|_| rows);
-        }
-        let result = match result {
-            Ok(rows) => tgt
-                .batch_execute("COMMIT")
-                .await
-                .map_err(unit_err(target_side))
-                .map(|_| rows),
-            Err(e) => Err(e),
-        };
-        counters
-            .rows
-            .store(*result.as_ref().unwrap_or(&0), Ordering::Relaxed);
-        self.progress.finish(&counters, result.is_ok());
-        let rows = result?;
+        job: &TableJob,
+        indexes: &[InTxIndex],
+    ) -> Result<(), tokio_postgres::Error> {
+        let tq = job.target.name.quoted();
+        let sql = indexes
+            .iter()
+            .map(|ix| match &ix.constraint {
+                Some((name, def)) => format!(
+                    "ALTER TABLE {tq} ADD CONSTRAINT {} {def}",
+                    pgduplex_pg::quote_ident(name)
+                ),
+                None => ix.index_def.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let built = Instant::now();
+        tgt.batch_execute(&sql).await?;
         tracing::info!(
             table = %job.target.name,
-            part = unit.part.part + 1,
-            parts = unit.part.parts,
-            rows,
-            bytes,
-            freeze,
-            binary = job.format == plan::Format::Binary,
-            indexes_rebuilt = rebuild.len(),
-            seconds = started.elapsed().as_secs_f64(),
-            "copied {}{}",
-            job.target.name,
-            unit.part.label()
+            indexes = indexes.len(),
+            seconds = built.elapsed().as_secs_f64(),
+            "indexes built after the rows, in the copy transaction"
         );
-        Ok((rows, bytes))
+        Ok(())
     }
 }
