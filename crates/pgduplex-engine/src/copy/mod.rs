@@ -56,14 +56,17 @@
 //!   options, summary and errors, and the steps' order.
 //! * `preflight.rs`: step 1.
 //! * `plan.rs`: steps 3 and 4: estimates, COPY format, key ranges, foreign-key
-//!   links and the snapshot groups, jobs and units; the SQL of a range.
+//!   links and the snapshot groups, jobs and units.
 //! * `ddl.rs`: steps 5, 6 and 8: the target around the rows.
 //! * `schedule.rs`: step 7: which unit runs next, the workers.
-//! * `unit.rs`: step 7 for one unit: its transactions, the pipe, the indexes
-//!   dropped and built again in the copy transaction.
+//! * `unit.rs`: step 7 for one unit: its transactions, the COPY statements and
+//!   the pipe, the indexes dropped and built again in the copy transaction.
+//! * `fixtures.rs`: catalog entries for the unit tests.
 //! * `progress.rs`: the progress shown while copying.
 
 pub mod ddl;
+#[cfg(test)]
+mod fixtures;
 pub mod plan;
 mod preflight;
 pub mod progress;

@@ -1,11 +1,9 @@
 //! The copy's plan: what is copied, in which pieces, in which order. Per table
-//! its columns, its key ranges and the SQL of a range on either side; the
-//! source's estimates; which tables may travel as binary COPY; the progress
-//! recorded by earlier runs; the target's foreign keys as the copy sees them
-//! (load order, tables read from one shared snapshot); and from all of that the
-//! jobs (tables) and units (tables or ranges) left to copy. Names go through
-//! `quote_ident`; range bounds travel as custom settings set with
-//! `set_config($1)` (COPY takes no bind parameters).
+//! its columns and its key ranges; the source's estimates; which tables may
+//! travel as binary COPY; the progress recorded by earlier runs; the target's
+//! foreign keys as the copy sees them (load order, tables read from one shared
+//! snapshot); and from all of that the jobs (tables) and units (tables or
+//! ranges) left to copy. Names go through `quote_ident`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -18,10 +16,6 @@ use tokio_postgres::Client;
 use super::schedule::Unit;
 use super::{db, CopyError};
 use crate::pair::SideState;
-
-/// The custom settings that carry a range's bounds into the source's COPY query.
-pub const LOWER_SETTING: &str = "pgduplex.copy_lower";
-pub const UPPER_SETTING: &str = "pgduplex.copy_upper";
 
 /// Integer types a table can be split on (by its key's first column).
 const SPLITTABLE: [&str; 3] = ["smallint", "integer", "bigint"];
@@ -136,68 +130,6 @@ pub const BINARY_ELIGIBLE_SQL: &str = "SELECT a.attrelid, pg_catalog.bool_and(t.
   WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
     AND a.attgenerated = '' \
   GROUP BY a.attrelid";
-
-/// `COPY (SELECT <columns> FROM <table> [WHERE <range>]) TO STDOUT` on the source.
-/// The bounds are read from [`LOWER_SETTING`] / [`UPPER_SETTING`].
-pub fn copy_out_sql(table: &TableName, columns: &[String], part: &Part, format: Format) -> String {
-    let cols = columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut conditions = Vec::new();
-    if let Some(k) = &part.key_column {
-        if part.lower.is_some() {
-            conditions.push(format!(
-                "{} OPERATOR(pg_catalog.>=) pg_catalog.current_setting('{LOWER_SETTING}')::pg_catalog.int8",
-                quote_ident(k)
-            ));
-        }
-        if part.upper.is_some() {
-            conditions.push(format!(
-                "{} OPERATOR(pg_catalog.<) pg_catalog.current_setting('{UPPER_SETTING}')::pg_catalog.int8",
-                quote_ident(k)
-            ));
-        }
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
-    format!(
-        "COPY (SELECT {cols} FROM {}{filter}) TO STDOUT{}",
-        table.quoted(),
-        if format == Format::Binary {
-            " (FORMAT binary)"
-        } else {
-            ""
-        }
-    )
-}
-
-/// `COPY <table> (<columns>) FROM STDIN` on the target, with `FREEZE` when the
-/// table was created or truncated in the same transaction.
-pub fn copy_in_sql(table: &TableName, columns: &[String], freeze: bool, format: Format) -> String {
-    let cols = columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut options = Vec::new();
-    if format == Format::Binary {
-        options.push("FORMAT binary");
-    }
-    if freeze {
-        options.push("FREEZE");
-    }
-    let with = if options.is_empty() {
-        String::new()
-    } else {
-        format!(" WITH ({})", options.join(", "))
-    };
-    format!("COPY {} ({cols}) FROM STDIN{with}", table.quoted())
-}
 
 /// A table can be emptied inside its copy transaction (enabling `COPY FREEZE`)
 /// when it is copied whole, is not partitioned (FREEZE is refused there), and no
@@ -584,6 +516,8 @@ pub(super) fn work(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::copy::fixtures::{column, fk, name, recorded, table};
+    use pgduplex_pg::catalog::Column;
 
     #[test]
     fn splits_cover_everything() {
@@ -609,34 +543,235 @@ mod tests {
         assert_eq!(part_count(10, 10), 1);
         assert_eq!(part_count(11, 10), 2);
         assert_eq!(part_count(-1, 10), 1);
+        assert_eq!(part_count(25, 10), 3, "rounded up");
+        assert_eq!(part_count(i64::MAX, 1), 1024, "at most 1024 ranges");
+        assert_eq!(part_count(10_000_001, 10_000_000), 2);
     }
 
     #[test]
-    fn sql_quotes_names() {
-        let t = TableName::new("My Schema", "ta\"ble");
-        let cols = vec!["a".to_string(), "B c".to_string()];
-        let part = Part {
-            part: 1,
-            parts: 3,
-            key_column: Some("i\"d".into()),
-            lower: Some(1),
-            upper: Some(5),
+    fn split_edge_cases() {
+        // One range: the whole key space, open at both ends.
+        let one = split("id", 1, 100, 1);
+        assert_eq!(
+            one,
+            [Part {
+                part: 0,
+                parts: 1,
+                key_column: Some("id".into()),
+                lower: None,
+                upper: None,
+            }]
+        );
+        assert_eq!(split("id", 1, 100, 0), one, "0 ranges means one");
+        assert_eq!(split("id", 7, 7, 3).len(), 1, "a single value");
+        // Negative keys.
+        let p = split("id", -10, 9, 2);
+        assert_eq!((p[0].lower, p[0].upper), (None, Some(0)));
+        assert_eq!((p[1].lower, p[1].upper), (Some(0), None));
+        // Numbered in order, each knowing the count.
+        for (i, r) in split("id", 0, 999, 5).iter().enumerate() {
+            assert_eq!((r.part, r.parts), (i as i32, 5));
+        }
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(Part::whole().label(), "");
+        assert_eq!(split("id", 1, 100, 4)[1].label(), " range 2/4");
+        assert_eq!(split("id", 1, 100, 4)[3].label(), " range 4/4");
+    }
+
+    #[test]
+    fn columns_and_split_column() {
+        let mut t = table("t", 1);
+        t.columns.push(Column {
+            identity: Some('a'),
+            ..column("seq", "integer")
+        });
+        // Generated columns are computed by the target; identity ones are copied.
+        assert_eq!(copied_columns(&t), ["id", "note", "seq"]);
+        assert_eq!(split_column(&t).as_deref(), Some("id"));
+        for (ty, splittable) in [
+            ("smallint", true),
+            ("integer", true),
+            ("text", false),
+            ("numeric", false),
+        ] {
+            t.columns[0].type_name = ty.into();
+            assert_eq!(split_column(&t).is_some(), splittable, "{ty}");
+        }
+        t.key = None;
+        assert_eq!(split_column(&t), None, "no key");
+    }
+
+    #[test]
+    fn emptied_in_the_copy_transaction() {
+        let t = table("t", 1);
+        assert!(truncate_in_copy(&t, &Part::whole(), false));
+        assert!(
+            !truncate_in_copy(&t, &split("id", 1, 9, 2)[0], false),
+            "a range"
+        );
+        assert!(!truncate_in_copy(&t, &Part::whole(), true), "referenced");
+        let parted = Table {
+            kind: TableKind::Partitioned,
+            ..table("p", 2)
         };
-        let out = copy_out_sql(&t, &cols, &part, Format::Text);
-        assert!(out.starts_with(
-            "COPY (SELECT \"a\", \"B c\" FROM \"My Schema\".\"ta\"\"ble\" WHERE \"i\"\"d\" OPERATOR(pg_catalog.>=)"
-        ), "{out}");
-        assert!(!copy_out_sql(&t, &cols, &Part::whole(), Format::Text).contains("WHERE"));
-        assert!(copy_out_sql(&t, &cols, &Part::whole(), Format::Binary)
-            .ends_with(") TO STDOUT (FORMAT binary)"));
-        assert_eq!(
-            copy_in_sql(&t, &cols, true, Format::Text),
-            "COPY \"My Schema\".\"ta\"\"ble\" (\"a\", \"B c\") FROM STDIN WITH (FREEZE)"
+        assert!(
+            !truncate_in_copy(&parted, &Part::whole(), false),
+            "partitioned"
         );
+    }
+
+    #[test]
+    fn snapshot_groups_are_the_connected_tables() {
+        assert_eq!(snapshot_groups(0, &[]), []);
+        assert_eq!(snapshot_groups(3, &[]), [None, None, None]);
+        let two = [Some(0), Some(0), None, Some(1), Some(1)];
+        assert_eq!(snapshot_groups(5, &[(0, 1), (3, 4)]), two);
         assert_eq!(
-            copy_in_sql(&t, &cols, true, Format::Binary),
-            "COPY \"My Schema\".\"ta\"\"ble\" (\"a\", \"B c\") FROM STDIN WITH (FORMAT binary, FREEZE)"
+            snapshot_groups(5, &[(4, 3), (1, 0)]),
+            two,
+            "either direction"
         );
-        assert!(copy_in_sql(&t, &cols, false, Format::Text).ends_with("FROM STDIN"));
+        // A link between two groups joins them.
+        assert_eq!(snapshot_groups(4, &[(0, 1), (2, 3), (1, 2)]), [Some(0); 4]);
+        assert_eq!(snapshot_groups(3, &[(2, 0)]), [Some(0), None, Some(0)]);
+    }
+
+    #[test]
+    fn foreign_key_links_by_strategy() {
+        let tables = [name("a"), name("b"), name("c"), name("d")];
+        // b -> a twice, c -> b, c -> c; x (not copied) -> d, d -> y (not copied).
+        let fks = [
+            fk("b", "a"),
+            fk("b", "a"),
+            fk("c", "b"),
+            fk("c", "c"),
+            fk("x", "d"),
+            fk("d", "y"),
+        ];
+        let referenced: BTreeSet<TableName> = ["a", "b", "c", "d", "x", "y"]
+            .into_iter()
+            .map(name)
+            .collect();
+        let order = FkLinks::new(&tables, &fks, FkStrategy::Order);
+        assert_eq!(
+            order,
+            FkLinks {
+                parents: vec![vec![], vec![0], vec![1], vec![]],
+                whole_only: vec![false, false, true, false],
+                group: vec![Some(0), Some(0), Some(0), None],
+                referenced: referenced.clone(),
+            }
+        );
+        // Keys validated after the copy: the same snapshot groups, no order.
+        let readd = FkLinks::new(&tables, &fks, FkStrategy::DropReadd);
+        assert_eq!(readd.parents, vec![Vec::<usize>::new(); 4]);
+        assert_eq!(readd.whole_only, [false; 4]);
+        assert_eq!(readd.group, order.group);
+        assert_eq!(readd.referenced, referenced);
+        // Keys not checked: nothing shared, nothing ordered.
+        let replica = FkLinks::new(&tables, &fks, FkStrategy::Replica);
+        assert_eq!(replica.parents, vec![Vec::<usize>::new(); 4]);
+        assert_eq!(replica.whole_only, [false; 4]);
+        assert_eq!(replica.group, [None; 4]);
+        assert_eq!(replica.referenced, referenced);
+    }
+
+    #[test]
+    fn work_is_what_is_left() {
+        let ranges = split("id", 1, 300, 3);
+        let selected: Vec<(Table, Table)> = [
+            table("a", 1),
+            table("b", 2),
+            table("c", 3),
+            table("d", 4),
+            Table {
+                kind: TableKind::Partitioned,
+                ..table("p", 5)
+            },
+        ]
+        .into_iter()
+        .map(|t| (t.clone(), t))
+        .collect();
+        let names: Vec<TableName> = selected.iter().map(|(_, t)| t.name.clone()).collect();
+        // a: fresh, whole; b: resumed, one range of three done; c: complete;
+        // d: fresh, whole, referenced by a table not copied; p: fresh, partitioned.
+        let recorded = recorded(&[
+            ("a", vec![(Part::whole(), false)]),
+            (
+                "b",
+                vec![
+                    (ranges[0].clone(), true),
+                    (ranges[1].clone(), false),
+                    (ranges[2].clone(), false),
+                ],
+            ),
+            ("c", vec![(Part::whole(), true)]),
+            ("d", vec![(Part::whole(), false)]),
+            ("p", vec![(Part::whole(), false)]),
+        ]);
+        let estimate = HashMap::from([(1, 100), (2, 300), (3, 50), (5, -1)]);
+        let binary = BTreeSet::from([name("a")]);
+        let links = FkLinks::new(&names, &[fk("x", "d")], FkStrategy::Order);
+        let w = work(&selected, &recorded, &estimate, &binary, &links, true);
+
+        assert_eq!(w.parts_already_done, 2);
+        assert_eq!(w.tables_already_done, [name("c")]);
+        let jobs: Vec<(usize, bool, bool, Format)> = w
+            .jobs
+            .iter()
+            .map(|j| (j.remaining, j.truncated_up_front, j.referenced, j.format))
+            .collect();
+        assert_eq!(
+            jobs,
+            [
+                // Emptied in its copy transaction, not up front.
+                (1, false, false, Format::Binary),
+                // Resumed: never emptied again.
+                (2, false, false, Format::Text),
+                (0, false, false, Format::Text),
+                // Referenced / partitioned: emptied up front (truncate mode).
+                (1, true, true, Format::Text),
+                (1, true, false, Format::Text),
+            ]
+        );
+        assert_eq!(w.jobs[0].columns, ["id", "note"]);
+        let units: Vec<(usize, Option<i64>, u64, bool)> = w
+            .units
+            .iter()
+            .map(|u| (u.job, u.part.lower, u.estimated_rows, u.truncate_in_tx))
+            .collect();
+        assert_eq!(
+            units,
+            [
+                (0, None, 100, true),
+                // The estimate spread over every range, copied or not.
+                (1, ranges[1].lower, 100, false),
+                (1, ranges[2].lower, 100, false),
+                (3, None, 0, false),
+                (4, None, 0, false),
+            ]
+        );
+        // Not in truncate mode nothing is emptied up front.
+        let w = work(&selected, &recorded, &estimate, &binary, &links, false);
+        assert!(w.jobs.iter().all(|j| !j.truncated_up_front));
+    }
+
+    #[test]
+    fn complete_and_done_parts() {
+        let r = recorded(&[
+            ("a", vec![(Part::whole(), true)]),
+            ("b", vec![(Part::whole(), false)]),
+            ("c", vec![]),
+        ]);
+        assert!(complete(&r, &name("a")));
+        assert!(!complete(&r, &name("b")));
+        assert!(!complete(&r, &name("c")), "no part recorded");
+        assert!(!complete(&r, &name("d")), "not recorded");
+        assert_eq!(done_parts(&r, &name("a")), 1);
+        assert_eq!(done_parts(&r, &name("b")), 0);
+        assert_eq!(done_parts(&r, &name("d")), 0);
     }
 }

@@ -287,3 +287,274 @@ pub(super) async fn run_workers(
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(job: usize, estimated_rows: u64) -> Unit {
+        Unit {
+            job,
+            part: Part::whole(),
+            estimated_rows,
+            truncate_in_tx: false,
+        }
+    }
+
+    /// A table of `units` units.
+    fn table(units: usize, parents: &[usize], group: Option<usize>) -> TableOrder {
+        TableOrder {
+            remaining: units,
+            parents: parents.to_vec(),
+            group,
+        }
+    }
+
+    /// Every unit handed out now, in order, until the schedule says wait or done.
+    fn take_ready(s: &mut Schedule) -> Vec<usize> {
+        let mut out = Vec::new();
+        while let Next::Unit(u) = s.next() {
+            out.push(u);
+        }
+        out
+    }
+
+    #[test]
+    fn largest_units_first_ties_in_plan_order() {
+        let units = [
+            unit(0, 10),
+            unit(1, 30),
+            unit(2, 20),
+            unit(2, 20),
+            unit(3, 0),
+        ];
+        let tables = vec![
+            table(1, &[], None),
+            table(1, &[], None),
+            table(2, &[], None),
+            table(1, &[], None),
+        ];
+        let mut s = Schedule::new(&units, tables);
+        assert_eq!(take_ready(&mut s), [1, 2, 3, 0, 4]);
+        // Nothing left to hand out: done, although every unit is still running
+        // (a worker stops; the others finish theirs).
+        assert_eq!(s.next(), Next::Done);
+    }
+
+    #[test]
+    fn no_units_is_done_at_once() {
+        let mut s = Schedule::new(&[], vec![table(0, &[], None)]);
+        assert_eq!(s.next(), Next::Done);
+    }
+
+    #[test]
+    fn a_child_waits_until_every_part_of_its_parents_is_committed() {
+        // Table 0 (two ranges) is the parent of table 1 (the largest unit);
+        // table 2 is on its own. Tables 0 and 1 share snapshot group 0.
+        let units = [unit(0, 5), unit(0, 5), unit(1, 100), unit(2, 1)];
+        let tables = vec![
+            table(2, &[], Some(0)),
+            table(1, &[0], Some(0)),
+            table(1, &[], None),
+        ];
+        let mut s = Schedule::new(&units, tables);
+        // The child is skipped, not waited for: the others go first.
+        assert_eq!(take_ready(&mut s), [0, 1, 3]);
+        assert_eq!(s.next(), Next::Wait, "the parent's ranges are running");
+        assert_eq!(s.finished(0), None);
+        assert_eq!(s.next(), Next::Wait, "handed out is not committed");
+        assert_eq!(s.finished(3), None, "no group");
+        assert_eq!(s.next(), Next::Wait);
+        assert_eq!(s.finished(1), None, "the child's unit is still to come");
+        assert_eq!(s.next(), Next::Unit(2));
+        assert_eq!(s.next(), Next::Done);
+        assert_eq!(s.finished(2), Some(0), "the group's last unit");
+    }
+
+    #[test]
+    fn a_chain_of_parents_is_copied_in_order() {
+        // 2 references 1, 1 references 0; the children are the largest.
+        let units = [unit(2, 300), unit(1, 200), unit(0, 100)];
+        let tables = vec![
+            table(1, &[], Some(0)),
+            table(1, &[0], Some(0)),
+            table(1, &[1], Some(0)),
+        ];
+        let mut s = Schedule::new(&units, tables);
+        let mut order = Vec::new();
+        for i in 0..3 {
+            let Next::Unit(u) = s.next() else {
+                panic!("a unit is ready")
+            };
+            let then = if i < 2 { Next::Wait } else { Next::Done };
+            assert_eq!(s.next(), then);
+            order.push(u);
+            assert_eq!(s.finished(u), (i == 2).then_some(0));
+        }
+        assert_eq!(order, [2, 1, 0]);
+    }
+
+    #[test]
+    fn each_group_is_released_once_after_its_last_unit() {
+        // Group 0: tables 0 (two ranges) and 1; group 1: tables 2 and 3; table 4
+        // alone. No parents (`--fk drop-readd`: the keys are validated after).
+        let units = [
+            unit(0, 9),
+            unit(0, 9),
+            unit(1, 8),
+            unit(2, 7),
+            unit(3, 6),
+            unit(4, 5),
+        ];
+        let tables = vec![
+            table(2, &[], Some(0)),
+            table(1, &[], Some(0)),
+            table(1, &[], Some(1)),
+            table(1, &[], Some(1)),
+            table(1, &[], None),
+        ];
+        let mut s = Schedule::new(&units, tables);
+        assert_eq!(take_ready(&mut s), [0, 1, 2, 3, 4, 5]);
+        let released: Vec<(usize, Option<usize>)> = [3, 0, 5, 2, 4, 1]
+            .into_iter()
+            .map(|u| (u, s.finished(u)))
+            .collect();
+        assert_eq!(
+            released,
+            [
+                (3, None),
+                (0, None),
+                (5, None),
+                (2, None),
+                (4, Some(1)),
+                (1, Some(0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_unit_is_handed_out_exactly_once() {
+        // Four workers against a mixed plan: parents, groups, ranges, ties.
+        let units: Vec<Unit> = [
+            (0, 50),
+            (0, 50),
+            (0, 50),
+            (1, 70),
+            (2, 10),
+            (2, 90),
+            (3, 40),
+            (4, 40),
+            (5, 1),
+        ]
+        .into_iter()
+        .map(|(j, e)| unit(j, e))
+        .collect();
+        let tables = vec![
+            table(3, &[], Some(0)),
+            table(1, &[0], Some(0)),
+            table(2, &[1], Some(0)),
+            table(1, &[], Some(1)),
+            table(1, &[], Some(1)),
+            table(1, &[], None),
+        ];
+        let parents: Vec<Vec<usize>> = tables.iter().map(|t| t.parents.clone()).collect();
+        let mut s = Schedule::new(&units, tables);
+        let mut running: Vec<usize> = Vec::new();
+        let mut committed: Vec<usize> = Vec::new();
+        let mut handed: Vec<usize> = Vec::new();
+        loop {
+            while running.len() < 4 {
+                let Next::Unit(u) = s.next() else { break };
+                // Every part of its parents is committed.
+                for &p in &parents[units[u].job] {
+                    let parts = units.iter().filter(|x| x.job == p).count();
+                    let done = committed.iter().filter(|&&c| units[c].job == p).count();
+                    assert_eq!(done, parts, "unit {u} handed out before its parent {p}");
+                }
+                handed.push(u);
+                running.push(u);
+            }
+            if running.is_empty() {
+                break;
+            }
+            // The oldest running unit commits.
+            let u = running.remove(0);
+            s.finished(u);
+            committed.push(u);
+        }
+        assert_eq!(s.next(), Next::Done);
+        let mut sorted = handed.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..units.len()).collect::<Vec<_>>(), "{handed:?}");
+        assert_eq!(committed.len(), units.len());
+    }
+
+    #[test]
+    fn cancel_stops_dispatch() {
+        let units = [unit(0, 3), unit(1, 2), unit(2, 1)];
+        let tables = vec![
+            table(1, &[], None),
+            table(1, &[], None),
+            table(1, &[0], None),
+        ];
+        let mut s = Schedule::new(&units, tables);
+        assert_eq!(s.next(), Next::Unit(0));
+        s.cancel();
+        assert_eq!(
+            s.next(),
+            Next::Done,
+            "a ready unit is left, but not handed out"
+        );
+        // A unit that was running when the copy failed may still commit; nothing
+        // is handed out after it either.
+        assert_eq!(s.finished(0), None);
+        assert_eq!(s.next(), Next::Done);
+    }
+
+    #[test]
+    fn cancelling_the_shared_state_stops_dispatch_and_running_pipes() {
+        use std::collections::BTreeSet;
+        use std::path::Path;
+
+        use pgduplex_config::{Config, FkStrategy};
+
+        use crate::copy::fixtures::{recorded, table};
+        use crate::copy::plan::{self, FkLinks};
+
+        let config = Config::parse(
+            "[left]\nurl = \"postgres://app@left.invalid/app\"\n\
+             [right]\nurl = \"postgres://app@right.invalid/app\"\n",
+            Path::new("pgduplex.toml"),
+            &|_| None,
+        )
+        .expect("a valid configuration");
+        let [left, right] = crate::pair::endpoints(&config).expect("no TLS files to read");
+        let t = table("t", 1);
+        let ranges = plan::split("id", 1, 100, 2);
+        let work = plan::work(
+            &[(t.clone(), t.clone())],
+            &recorded(&[(
+                "t",
+                vec![(ranges[0].clone(), false), (ranges[1].clone(), false)],
+            )]),
+            &HashMap::new(),
+            &BTreeSet::new(),
+            &FkLinks::new(std::slice::from_ref(&t.name), &[], FkStrategy::Order),
+            false,
+        );
+        let options = CopyOptions::from_config(&config);
+        let shared = Shared::new(work, left, right, String::new(), "default", &options);
+        assert_eq!(shared.next(), Next::Unit(0));
+        assert!(!shared.cancelled.load(Ordering::SeqCst));
+        shared.cancel();
+        assert!(
+            shared.cancelled.load(Ordering::SeqCst),
+            "running pipes stop"
+        );
+        assert_eq!(
+            shared.next(),
+            Next::Done,
+            "the second range is not handed out"
+        );
+    }
+}

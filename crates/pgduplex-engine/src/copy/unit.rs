@@ -1,8 +1,10 @@
 //! The work of one unit (a table or a key range): the source transaction (its
 //! own snapshot, or its foreign-key group's exported one), the target
 //! transaction (emptied in it where allowed, indexes dropped and built again
-//! after the rows), the rows piped between them, and the progress record
-//! committed with the rows.
+//! after the rows), the COPY statements on either side and the rows piped
+//! between them, and the progress record committed with the rows. Range bounds
+//! travel as custom settings set with `set_config($1)` (COPY takes no bind
+//! parameters).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,13 +17,17 @@ use pgduplex_pg::capture::{APPLYING_SETTING, STATEMENT_TRIGGERS};
 use pgduplex_pg::catalog::TableKind;
 use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::store;
-use pgduplex_pg::{quote_literal, TableName};
+use pgduplex_pg::{quote_ident, quote_literal, TableName};
 use tokio_postgres::{Client, CopyInSink, CopyOutStream};
 
-use super::plan::{self, TableJob};
+use super::plan::{self, Format, Part, TableJob};
 use super::progress::UnitProgress;
 use super::schedule::{Shared, Unit};
 use super::{connect, db, CopyError};
+
+/// The custom settings that carry a range's bounds into the source's COPY query.
+const LOWER_SETTING: &str = "pgduplex.copy_lower";
+const UPPER_SETTING: &str = "pgduplex.copy_upper";
 
 /// Rows are passed to the target in buffers of this size.
 const COPY_BUFFER: usize = 256 * 1024;
@@ -223,14 +229,14 @@ impl Shared {
             .query_one(
                 "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), \
                         pg_catalog.txid_current_snapshot()::text",
-                &[&plan::LOWER_SETTING, &lower, &plan::UPPER_SETTING, &upper],
+                &[&LOWER_SETTING, &lower, &UPPER_SETTING, &upper],
             )
             .await
             .map_err(err.on(source_side))?;
         let snapshot_text: String = snap_row.get(2);
         let prepared = self.begin_target(unit, tgt, err).await?;
-        let out_sql = plan::copy_out_sql(&job.source.name, &job.columns, &unit.part, job.format);
-        let in_sql = plan::copy_in_sql(&job.target.name, &job.columns, prepared.freeze, job.format);
+        let out_sql = copy_out_sql(&job.source.name, &job.columns, &unit.part, job.format);
+        let in_sql = copy_in_sql(&job.target.name, &job.columns, prepared.freeze, job.format);
         let (stream, sink) = tokio::join!(
             src.copy_out(&out_sql),
             tgt.copy_in::<_, bytes::Bytes>(&in_sql)
@@ -501,5 +507,101 @@ impl Shared {
             "indexes built after the rows, in the copy transaction"
         );
         Ok(())
+    }
+}
+
+/// `COPY (SELECT <columns> FROM <table> [WHERE <range>]) TO STDOUT` on the source.
+/// The bounds are read from [`LOWER_SETTING`] / [`UPPER_SETTING`].
+fn copy_out_sql(table: &TableName, columns: &[String], part: &Part, format: Format) -> String {
+    let cols = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut conditions = Vec::new();
+    if let Some(k) = &part.key_column {
+        if part.lower.is_some() {
+            conditions.push(format!(
+                "{} OPERATOR(pg_catalog.>=) pg_catalog.current_setting('{LOWER_SETTING}')::pg_catalog.int8",
+                quote_ident(k)
+            ));
+        }
+        if part.upper.is_some() {
+            conditions.push(format!(
+                "{} OPERATOR(pg_catalog.<) pg_catalog.current_setting('{UPPER_SETTING}')::pg_catalog.int8",
+                quote_ident(k)
+            ));
+        }
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "COPY (SELECT {cols} FROM {}{filter}) TO STDOUT{}",
+        table.quoted(),
+        if format == Format::Binary {
+            " (FORMAT binary)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `COPY <table> (<columns>) FROM STDIN` on the target, with `FREEZE` when the
+/// table was created or truncated in the same transaction.
+fn copy_in_sql(table: &TableName, columns: &[String], freeze: bool, format: Format) -> String {
+    let cols = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut options = Vec::new();
+    if format == Format::Binary {
+        options.push("FORMAT binary");
+    }
+    if freeze {
+        options.push("FREEZE");
+    }
+    let with = if options.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({})", options.join(", "))
+    };
+    format!("COPY {} ({cols}) FROM STDIN{with}", table.quoted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_quotes_names() {
+        let t = TableName::new("My Schema", "ta\"ble");
+        let cols = vec!["a".to_string(), "B c".to_string()];
+        let part = Part {
+            part: 1,
+            parts: 3,
+            key_column: Some("i\"d".into()),
+            lower: Some(1),
+            upper: Some(5),
+        };
+        let out = copy_out_sql(&t, &cols, &part, Format::Text);
+        assert!(out.starts_with(
+            "COPY (SELECT \"a\", \"B c\" FROM \"My Schema\".\"ta\"\"ble\" WHERE \"i\"\"d\" OPERATOR(pg_catalog.>=)"
+        ), "{out}");
+        assert!(!copy_out_sql(&t, &cols, &Part::whole(), Format::Text).contains("WHERE"));
+        assert!(copy_out_sql(&t, &cols, &Part::whole(), Format::Binary)
+            .ends_with(") TO STDOUT (FORMAT binary)"));
+        assert_eq!(
+            copy_in_sql(&t, &cols, true, Format::Text),
+            "COPY \"My Schema\".\"ta\"\"ble\" (\"a\", \"B c\") FROM STDIN WITH (FREEZE)"
+        );
+        assert_eq!(
+            copy_in_sql(&t, &cols, true, Format::Binary),
+            "COPY \"My Schema\".\"ta\"\"ble\" (\"a\", \"B c\") FROM STDIN WITH (FORMAT binary, FREEZE)"
+        );
+        assert!(copy_in_sql(&t, &cols, false, Format::Text).ends_with("FROM STDIN"));
     }
 }
