@@ -288,7 +288,7 @@ async fn wrong_password_is_reported_and_install_creates_nothing() {
     let config = ConfigFile::for_urls(&left, &pair.right.url(), "");
 
     let run = pgduplex_async(&config.path, &["check"]).await;
-    run.assert_code(1);
+    run.assert_code(3);
     assert_contains(
         &run,
         "error   left: connection: cannot connect to the left database",
@@ -306,7 +306,7 @@ async fn wrong_password_is_reported_and_install_creates_nothing() {
     assert!(!run.all().contains("not-the-password"), "{}", run.all());
 
     let run = pgduplex_async(&config.path, &["install"]).await;
-    run.assert_code(1);
+    run.assert_code(3);
     assert_contains(&run, "password authentication failed");
     assert_contains(&run, "install refused");
     assert_contains(&run, "nothing was changed");
@@ -333,7 +333,7 @@ async fn closed_port_fails_fast_with_what_to_fix() {
     let started = Instant::now();
     let run = pgduplex_async(&config.path, &["check"]).await;
     let took = started.elapsed();
-    run.assert_code(1);
+    run.assert_code(3);
     assert!(
         took < Duration::from_secs(5),
         "check took {took:?} to report a closed port"
@@ -349,7 +349,7 @@ async fn closed_port_fails_fast_with_what_to_fix() {
     );
 
     let run = pgduplex_async(&config.path, &["install"]).await;
-    run.assert_code(1);
+    run.assert_code(3);
     assert_contains(&run, "install refused");
     assert_untouched(&pair, &before, "install with a closed port").await;
 }
@@ -466,13 +466,13 @@ async fn password_never_appears_in_any_output() {
             "password in the URL, wrong for this user",
             side("left", &pair.left.url_for("postgres", PASSWORD), false)
                 + &side("right", &pair.right.url_for("postgres", PASSWORD), false),
-            [1, 1, 1],
+            [3, 3, 3],
         ),
         (
             "password_file, wrong for this user",
             side("left", &bare_url(&pair.left, "postgres"), true)
                 + &side("right", &bare_url(&pair.right, "postgres"), true),
-            [1, 1, 1],
+            [3, 3, 3],
         ),
         (
             "password in the URL, closed port",
@@ -481,7 +481,7 @@ async fn password_never_appears_in_any_output() {
                 &format!("postgres://{role}:{encoded}@127.0.0.1:{closed_port}/db?sslmode=prefer"),
                 false,
             ) + &side("right", &pair.right.url_for(&role, PASSWORD), false),
-            [1, 1, 1],
+            [3, 3, 3],
         ),
         (
             "password_file, closed port",
@@ -490,7 +490,7 @@ async fn password_never_appears_in_any_output() {
                 &format!("postgres://{role}@127.0.0.1:{closed_port}/db"),
                 true,
             ) + &side("right", &bare_url(&pair.right, &role), true),
-            [1, 1, 1],
+            [3, 3, 3],
         ),
         (
             "unknown key on the same line as the URL",

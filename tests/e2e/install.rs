@@ -197,6 +197,57 @@ async fn uninstall_removes_everything_and_keeps_user_rows() {
     );
 }
 
+/// Exit codes tell a problem found in the pair from a failure: an install that
+/// check's blocking problems refuse exits 1; every command that cannot reach a
+/// side exits 3. Neither changes anything, and no output shows the password.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_install_exits_1_and_an_unreachable_side_exits_3() {
+    let pair = pair_with_schema().await;
+    let l = pair.left.client().await.unwrap();
+    l.batch_execute("create table only_left (id int primary key)")
+        .await
+        .unwrap();
+    let cfg = ConfigFile::for_pair(&pair, "");
+    let run = pgduplex_async(&cfg.path, &["install"]).await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("install refused"), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("table public.only_left: exists on the left side only"),
+        "{}",
+        run.all()
+    );
+    assert!(pgduplex_objects(&l).await.is_empty());
+
+    // Nothing listens on port 1 (privileged and unused).
+    let unreachable = ConfigFile::for_urls(
+        &pair.left.url(),
+        "postgres://postgres:secret-pw@127.0.0.1:1/x",
+        "",
+    );
+    for args in [
+        &["check"][..],
+        &["install"],
+        &["uninstall"],
+        &["replicate", "--until-idle"],
+        &["onetimecopy"],
+        &["status"],
+        &["scan"],
+        &["sync", "--policy", "left_wins"],
+    ] {
+        let run = pgduplex_async(&unreachable.path, args).await;
+        assert_eq!(
+            run.code,
+            3,
+            "`pgduplex {}` with the right side unreachable\n{}",
+            args.join(" "),
+            run.all()
+        );
+        assert!(!run.all().contains("secret-pw"), "{}", run.all());
+    }
+    assert!(pgduplex_objects(&l).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn uninstall_refuses_when_a_user_object_depends_on_pgduplex() {
     let pair = pair_with_schema().await;
@@ -237,7 +288,7 @@ async fn install_resumes_after_a_partial_failure_and_uninstall_cleans_a_partial_
         .await
         .unwrap();
     let run = pgduplex_async(&cfg.path, &["install"]).await;
-    run.assert_code(1);
+    run.assert_code(3);
     assert!(run.stderr.contains("table public.plain"), "{}", run.all());
     assert!(
         run.stderr.contains("still locked by another transaction"),
@@ -263,7 +314,7 @@ async fn install_resumes_after_a_partial_failure_and_uninstall_cleans_a_partial_
         .batch_execute("BEGIN; INSERT INTO plain VALUES ('held', 1)")
         .await
         .unwrap();
-    pgduplex_async(&cfg.path, &["install"]).await.assert_code(1);
+    pgduplex_async(&cfg.path, &["install"]).await.assert_code(3);
     blocker.batch_execute("ROLLBACK").await.unwrap();
     let run = pgduplex_async(&cfg.path, &["install"]).await;
     run.assert_code(0);

@@ -283,14 +283,14 @@ async fn binary_check_verify_full(pair: &TestPair) {
     no_password(&run.all());
 
     // The left side via 127.0.0.1, which its certificate does not name: check
-    // finds the problem (exit 1) and says it is the host name.
+    // finds the problem (exit 3: the side cannot be reached) and says it is the host name.
     let config = ConfigFile::new(&format!(
         "{}{}",
         side_table("left", &pair.left, "127.0.0.1"),
         side_table("right", &pair.right, "localhost")
     ));
     let run = pgduplex_async(&config.path, &["check"]).await;
-    run.assert_code(1);
+    run.assert_code(3);
     let out = run.all();
     assert!(
         out.contains("left: connection"),

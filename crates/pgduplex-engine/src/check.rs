@@ -397,6 +397,8 @@ fn describe_size(t: &Table) -> String {
     format!("{size}, about {} rows", t.estimated_rows)
 }
 
+/// Compares the selected tables of both sides, records the findings and which
+/// tables are replicated or left out, and returns the replicated ones.
 fn compare_tables(
     config: &Config,
     l: &SideState,
@@ -416,134 +418,23 @@ fn compare_tables(
         .collect();
     let mut out = Vec::new();
     for name in names {
-        let subject = format!("table {name}");
-        let (lt, rt) = match (l.catalog.table(&name), r.catalog.table(&name)) {
-            (Some(a), Some(b)) => (a, b),
-            (a, _) => {
-                let (has, lacks) = if a.is_some() {
-                    (Side::Left, Side::Right)
-                } else {
-                    (Side::Right, Side::Left)
-                };
-                report.findings.push(Finding {
-                    severity: Severity::Error,
-                    side: Some(lacks),
-                    subject,
-                    problem: format!("exists on the {has} side only"),
-                    fix: Some(format!(
-                        "create it on the {lacks} side (e.g. pg_dump --schema-only -t '{}' from the {has} side), or exclude it in [tables] exclude",
-                        name.quoted()
-                    )),
-                    apply_only: false,
-                });
-                report.left_out.push(LeftOut {
-                    table: name.to_string(),
-                    reason: format!("exists on the {has} side only"),
-                });
-                continue;
-            }
+        let (Some(lt), Some(rt)) = (l.catalog.table(&name), r.catalog.table(&name)) else {
+            let has = if l.catalog.table(&name).is_some() {
+                Side::Left
+            } else {
+                Side::Right
+            };
+            on_one_side_only(&name, has, report);
+            continue;
         };
-        let mut blocked = false;
-        // Columns: compared by name and type; order does not matter (every
-        // statement pgduplex writes names its columns).
-        let diffs: Vec<String> = column_diff(&lt.columns, &rt.columns)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        if !diffs.is_empty() {
-            blocked = true;
-            report.findings.push(Finding {
-                severity: Severity::Error,
-                side: None,
-                subject: subject.clone(),
-                problem: format!("the sides differ: {}", diffs.join("; ")),
-                fix: Some("make the two definitions the same (ALTER TABLE on one side), or exclude the table".into()),
-                apply_only: false,
-            });
-        }
-        match (&lt.key, &rt.key) {
-            (Some(a), Some(b)) if a.columns != b.columns => {
-                blocked = true;
-                report.findings.push(Finding {
-                    severity: Severity::Error,
-                    side: None,
-                    subject: subject.clone(),
-                    problem: format!(
-                        "the key differs: ({}) on the left, ({}) on the right",
-                        a.columns.join(", "),
-                        b.columns.join(", ")
-                    ),
-                    fix: Some("give both sides the same primary key".into()),
-                    apply_only: false,
-                });
-            }
-            (Some(_), Some(_)) => {}
-            (a, b) => {
-                let side = if a.is_none() { lt } else { rt };
-                report.findings.push(Finding {
-                    severity: Severity::Warning,
-                    side: match (a, b) {
-                        (None, None) => None,
-                        (None, _) => Some(Side::Left),
-                        _ => Some(Side::Right),
-                    },
-                    subject: subject.clone(),
-                    problem: format!(
-                        "has no primary key and no unique index on NOT NULL columns ({}): left out of replication",
-                        describe_size(side)
-                    ),
-                    fix: Some(format!(
-                        "add a primary key on both sides (ALTER TABLE {} ADD PRIMARY KEY (...)) to replicate it",
-                        name.quoted()
-                    )),
-                    apply_only: false,
-                });
-                report.left_out.push(LeftOut {
-                    table: name.to_string(),
-                    reason: "no usable key".into(),
-                });
-                continue;
-            }
-        }
-        for st in [l, r] {
-            let t = if st.side == Side::Left { lt } else { rt };
-            if !t.owned {
-                blocked = true;
-                report.findings.push(Finding {
-                    severity: Severity::Error,
-                    side: Some(st.side),
-                    subject: subject.clone(),
-                    problem: format!(
-                        "user {} does not own this table; making the capture trigger fire in every session (ENABLE ALWAYS) needs the owner",
-                        st.catalog.current_user
-                    ),
-                    fix: Some(format!(
-                        "connect as the owner, or GRANT <owner role> TO {}",
-                        pgduplex_pg::quote_ident(&st.catalog.current_user)
-                    )),
-                    apply_only: false,
-                });
-            }
-            if !t.missing_privileges.is_empty() {
-                blocked = true;
-                report.findings.push(Finding {
-                    severity: Severity::Error,
-                    side: Some(st.side),
-                    subject: subject.clone(),
-                    problem: format!(
-                        "user {} lacks {}",
-                        st.catalog.current_user,
-                        t.missing_privileges.join(", ")
-                    ),
-                    fix: Some(format!(
-                        "GRANT {} ON {} TO {};",
-                        t.missing_privileges.join(", "),
-                        name.quoted(),
-                        pgduplex_pg::quote_ident(&st.catalog.current_user)
-                    )),
-                    apply_only: false,
-                });
-            }
+        let subject = format!("table {name}");
+        let verdict = match definition_findings(&name, lt, rt, &subject, report) {
+            Verdict::LeftOut => continue,
+            v => v,
+        };
+        let mut blocked = verdict == Verdict::Blocked;
+        for (st, t) in [(l, lt), (r, rt)] {
+            blocked |= rights_findings(st, t, &name, &subject, report);
             apply_findings(config, st, t, &subject, &mut report.findings);
         }
         if lt.kind == TableKind::Partitioned || rt.kind == TableKind::Partitioned {
@@ -571,8 +462,172 @@ fn compare_tables(
             out.push((lt.clone(), rt.clone()));
         }
     }
-    // Foreign keys from a replicated table to one that is not: pgduplex cannot
-    // bring the referenced row along.
+    unreplicated_references(l, r, &out, report);
+    out
+}
+
+/// What the definitions of a table on both sides allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Replicable,
+    /// An error blocks it (the findings say which).
+    Blocked,
+    /// No usable key: left out (already recorded as such).
+    LeftOut,
+}
+
+fn on_one_side_only(name: &TableName, has: Side, report: &mut CheckReport) {
+    let lacks = has.other();
+    report.findings.push(Finding {
+        severity: Severity::Error,
+        side: Some(lacks),
+        subject: format!("table {name}"),
+        problem: format!("exists on the {has} side only"),
+        fix: Some(format!(
+            "create it on the {lacks} side (e.g. pg_dump --schema-only -t '{}' from the {has} side), or exclude it in [tables] exclude",
+            name.quoted()
+        )),
+        apply_only: false,
+    });
+    report.left_out.push(LeftOut {
+        table: name.to_string(),
+        reason: format!("exists on the {has} side only"),
+    });
+}
+
+/// Columns and key of the table on both sides.
+fn definition_findings(
+    name: &TableName,
+    lt: &Table,
+    rt: &Table,
+    subject: &str,
+    report: &mut CheckReport,
+) -> Verdict {
+    let mut verdict = Verdict::Replicable;
+    // Columns: compared by name and type; order does not matter (every
+    // statement pgduplex writes names its columns).
+    let diffs: Vec<String> = column_diff(&lt.columns, &rt.columns)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !diffs.is_empty() {
+        verdict = Verdict::Blocked;
+        report.findings.push(Finding {
+            severity: Severity::Error,
+            side: None,
+            subject: subject.to_string(),
+            problem: format!("the sides differ: {}", diffs.join("; ")),
+            fix: Some(
+                "make the two definitions the same (ALTER TABLE on one side), or exclude the table"
+                    .into(),
+            ),
+            apply_only: false,
+        });
+    }
+    match (&lt.key, &rt.key) {
+        (Some(a), Some(b)) if a.columns != b.columns => {
+            report.findings.push(Finding {
+                severity: Severity::Error,
+                side: None,
+                subject: subject.to_string(),
+                problem: format!(
+                    "the key differs: ({}) on the left, ({}) on the right",
+                    a.columns.join(", "),
+                    b.columns.join(", ")
+                ),
+                fix: Some("give both sides the same primary key".into()),
+                apply_only: false,
+            });
+            Verdict::Blocked
+        }
+        (Some(_), Some(_)) => verdict,
+        (a, b) => {
+            let side = if a.is_none() { lt } else { rt };
+            report.findings.push(Finding {
+                severity: Severity::Warning,
+                side: match (a, b) {
+                    (None, None) => None,
+                    (None, _) => Some(Side::Left),
+                    _ => Some(Side::Right),
+                },
+                subject: subject.to_string(),
+                problem: format!(
+                    "has no primary key and no unique index on NOT NULL columns ({}): left out of replication",
+                    describe_size(side)
+                ),
+                fix: Some(format!(
+                    "add a primary key on both sides (ALTER TABLE {} ADD PRIMARY KEY (...)) to replicate it",
+                    name.quoted()
+                )),
+                apply_only: false,
+            });
+            report.left_out.push(LeftOut {
+                table: name.to_string(),
+                reason: "no usable key".into(),
+            });
+            Verdict::LeftOut
+        }
+    }
+}
+
+/// Ownership and privileges of the connecting role on one side's table; true
+/// when they block replication.
+fn rights_findings(
+    st: &SideState,
+    t: &Table,
+    name: &TableName,
+    subject: &str,
+    report: &mut CheckReport,
+) -> bool {
+    let mut blocked = false;
+    if !t.owned {
+        blocked = true;
+        report.findings.push(Finding {
+            severity: Severity::Error,
+            side: Some(st.side),
+            subject: subject.to_string(),
+            problem: format!(
+                "user {} does not own this table; making the capture trigger fire in every session (ENABLE ALWAYS) needs the owner",
+                st.catalog.current_user
+            ),
+            fix: Some(format!(
+                "connect as the owner, or GRANT <owner role> TO {}",
+                pgduplex_pg::quote_ident(&st.catalog.current_user)
+            )),
+            apply_only: false,
+        });
+    }
+    if !t.missing_privileges.is_empty() {
+        blocked = true;
+        report.findings.push(Finding {
+            severity: Severity::Error,
+            side: Some(st.side),
+            subject: subject.to_string(),
+            problem: format!(
+                "user {} lacks {}",
+                st.catalog.current_user,
+                t.missing_privileges.join(", ")
+            ),
+            fix: Some(format!(
+                "GRANT {} ON {} TO {};",
+                t.missing_privileges.join(", "),
+                name.quoted(),
+                pgduplex_pg::quote_ident(&st.catalog.current_user)
+            )),
+            apply_only: false,
+        });
+    }
+    blocked
+}
+
+/// Foreign keys from a replicated table to one that is not: pgduplex cannot
+/// bring the referenced row along.
+fn unreplicated_references(
+    l: &SideState,
+    r: &SideState,
+    out: &[(Table, Table)],
+    report: &mut CheckReport,
+) {
     let replicated: Vec<&TableName> = out.iter().map(|(t, _)| &t.name).collect();
     for st in [l, r] {
         for fk in &st.catalog.foreign_keys {
@@ -597,7 +652,6 @@ fn compare_tables(
             });
         }
     }
-    out
 }
 
 /// User triggers and foreign-key actions that would fire when the apply writes

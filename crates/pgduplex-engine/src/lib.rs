@@ -6,6 +6,7 @@
 pub mod check;
 pub mod copy;
 pub mod pair;
+pub mod progress;
 pub mod replicate;
 pub mod scan;
 pub mod setup;
@@ -17,7 +18,7 @@ use pgduplex_pg::PgError;
 /// Errors of the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{side}: {source}")]
+    #[error("{side}")]
     Side {
         side: Side,
         #[source]
@@ -37,8 +38,10 @@ impl EngineError {
     }
 }
 
-/// An error with its causes for people: "outer: cause: root cause", without
-/// repeating a cause that the message above it already contains.
+/// An error with its causes for people: "outer: cause: root cause". pgduplex's
+/// own errors never repeat their source in their message; tokio_postgres's do
+/// (its `Display` appends its cause, which is also its `source()`), so a cause
+/// that a message above already contains is not printed twice.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut cur = err.source();

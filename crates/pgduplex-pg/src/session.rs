@@ -134,15 +134,24 @@ impl ApplyRole {
 
 /// Compares the session's role with the apply role recorded for `sync`'s tables.
 pub async fn apply_role(client: &Client, sync: &str) -> Result<ApplyRole, tokio_postgres::Error> {
-    let row = client
+    let session: String = client
+        .query_one("SELECT session_user::pg_catalog.text", &[])
+        .await?
+        .get(0);
+    // Without USAGE on schema pgduplex, even looking its table up is refused.
+    let installed = match client
         .query_one(
-            "SELECT session_user::pg_catalog.text, \
-                    pg_catalog.to_regclass('pgduplex.replicated_table') IS NOT NULL",
+            "SELECT pg_catalog.to_regclass('pgduplex.replicated_table') IS NOT NULL",
             &[],
         )
-        .await?;
-    let session: String = row.get(0);
-    if !row.get::<_, bool>(1) {
+        .await
+    {
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+            return Ok(ApplyRole::NoAccess { session })
+        }
+        r => r?.get::<_, bool>(0),
+    };
+    if !installed {
         return Ok(ApplyRole::NotInstalled);
     }
     let rows = match client

@@ -6,18 +6,23 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pgduplex_config::{Config, ConflictPolicy, CopyMode, FkStrategy, Side};
+use pgduplex_engine::progress::ProgressStyle;
 use pgduplex_engine::replicate::{self, Replicator};
 use pgduplex_engine::{check, copy, scan, setup, EngineError};
 
 use crate::output::chain;
-use crate::{render, shutdown, EXIT_PROBLEM};
+use crate::{
+    check_exit, copy_exit, engine_exit, refused_exit, render, scan_exit, shutdown, EXIT_FAILURE,
+    EXIT_OK, EXIT_PROBLEM, EXIT_USAGE,
+};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "pgduplex",
     version,
     about = "Trigger-based bidirectional PostgreSQL replication for moving a live database",
-    long_about = None
+    long_about = None,
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// Configuration file (default: $PGDUPLEX_CONFIG, else ./pgduplex.toml).
@@ -50,32 +55,129 @@ pub enum OutputFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check that both sides can be replicated and say what to fix (exit 0 ready, 1 not).
+    /// Check that both sides can be replicated and say what to fix.
+    #[command(after_help = CHECK_EXIT)]
     Check(CheckArgs),
     /// Create schema pgduplex and the capture triggers on both sides (idempotent).
+    #[command(after_help = INSTALL_EXIT)]
     Install,
     /// Remove everything pgduplex created on both sides; user data is never touched.
+    #[command(after_help = UNINSTALL_EXIT)]
     Uninstall,
     /// Replicate changes both ways until stopped (SIGTERM/SIGINT), or with
     /// --until-idle until neither side has pending changes.
+    #[command(after_help = REPLICATE_EXIT)]
     Replicate(ReplicateArgs),
     /// Copy the rows of every replicated table from one side to the other (the
     /// initial copy): parallel, resumable, with progress. Installs the capture first.
+    #[command(after_help = ONETIMECOPY_EXIT)]
     Onetimecopy(OnetimecopyArgs),
     /// Show what pgduplex is doing on each side: pending changes and the oldest's
     /// age, the daemon and its lease, conflicts, the initial copy.
+    #[command(after_help = STATUS_EXIT)]
     Status(CheckArgs),
-    /// Compare both sides exactly, table by table (exit 0 identical, 1 differences,
-    /// 2 usage or configuration error, 3 the scan failed).
+    /// Compare both sides exactly, table by table.
+    #[command(after_help = SCAN_EXIT)]
     Scan(ScanArgs),
     /// Make the two sides equal by a policy: rows only on the losing side are
-    /// deleted, rows only on the winning side inserted, differing rows overwritten
-    /// (exit 0 done, 1 a table was left alone because its definitions differ,
-    /// 2 usage or configuration error, 3 failed or refused).
+    /// deleted, rows only on the winning side inserted, differing rows overwritten.
+    #[command(after_help = SYNC_EXIT)]
     Sync(SyncArgs),
     /// Run pgduplex on two throw-away local PostgreSQL servers and show what it does.
+    #[command(after_help = DEMO_EXIT)]
     Demo(DemoArgs),
 }
+
+// Exit codes, as `--help` shows them (decided in main.rs; README "Exit codes").
+const EXIT_CODES: &str = "\
+Exit codes, the same for every command:
+  0  done: the command did its job and found nothing wrong
+  1  the command found a problem in the pair, or refused because of one (the
+     message names it and what to do)
+  2  usage or configuration error: nothing was touched on any database
+  3  the command failed: a side could not be reached, a database error, an
+     interruption; run it again once the cause is fixed
+`pgduplex <command> --help` says what they mean for that command.";
+
+const CHECK_EXIT: &str = "\
+Exit codes:
+  0  replication can go ahead
+  1  it cannot: the report lists each problem and how to fix it
+  2  usage or configuration error
+  3  a side could not be reached or read (the report says which, and what to check)";
+
+const INSTALL_EXIT: &str = "\
+Exit codes:
+  0  the capture is installed (or already current) on both sides
+  1  refused: check finds blocking problems (printed; nothing was changed), or a
+     table belongs to another sync, a table's key changed while changes are
+     pending, or schema pgduplex was installed by a newer pgduplex
+  2  usage or configuration error
+  3  failed: a side could not be reached, a database error, a table still locked
+     after [install] max_attempts; what was installed is consistent, run install
+     again to finish";
+
+const UNINSTALL_EXIT: &str = "\
+Exit codes:
+  0  removed from both sides
+  1  refused on a side: objects of yours depend on pgduplex's (nothing was dropped
+     there)
+  2  usage or configuration error
+  3  a side could not be reached, or a database error (the other side is cleaned
+     all the same)";
+
+const REPLICATE_EXIT: &str = "\
+Exit codes:
+  0  stopped by SIGTERM or SIGINT; with --until-idle, nothing is pending
+  1  refused at start, replicating nothing: check finds blocking problems, the
+     capture was installed for another apply role, foreign keys form a cycle that
+     cannot be applied, the servers' clocks differ too much for latest_wins; or,
+     with --until-idle, only paused tables (columns differ) still have changes
+  2  usage or configuration error
+  3  failed: a side could not be reached at start, or the daemon stopped on an
+     error it cannot retry (errors a reconnect may cure are retried)
+  130  a second stop signal: exited at once";
+
+const ONETIMECOPY_EXIT: &str = "\
+Exit codes:
+  0  copied
+  1  refused, copying nothing: check finds blocking problems, target tables hold
+     rows (--mode if-empty), foreign keys form a cycle, --fk replica is not
+     allowed, user triggers would fire, the capture was installed for another
+     apply role
+  2  usage or configuration error, or --tables matches no replicated table
+  3  failed or interrupted: a side could not be reached, a database error; what
+     was copied is recorded, run onetimecopy again to copy the rest";
+
+const STATUS_EXIT: &str = "\
+Exit codes:
+  0  both sides were read
+  2  usage or configuration error
+  3  a side could not be read (the other side is shown all the same)
+status reports and does not judge: it never exits 1.";
+
+const SCAN_EXIT: &str = "\
+Exit codes:
+  0  both sides hold the same rows (keys still in flight are not differences)
+  1  the sides differ
+  2  usage or configuration error (--tables, --settle, no table to scan)
+  3  the scan failed: a side could not be reached, a database error";
+
+const SYNC_EXIT: &str = "\
+Exit codes:
+  0  done (with --dry-run: counted and listed)
+  1  a table was left alone because its definitions differ between the sides; or
+     refused, changing nothing: the daemon holds the pair, or the capture was
+     installed for another apply role
+  2  usage or configuration error (--tables, no winner named)
+  3  failed: a side could not be reached, a database error; what sync committed
+     stays, run it again";
+
+const DEMO_EXIT: &str = "\
+Exit codes:
+  0  done
+  2  this pgduplex was built without the demo (cargo feature `demo`)
+  3  the demo failed (for example: PostgreSQL's server binaries are not installed)";
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -225,11 +327,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 async fn run_status(config: &Config, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let st = pgduplex_engine::status::status(config).await?;
     render::status(&st, format)?;
-    Ok(if st.sides.iter().any(|s| s.error.is_some()) {
-        ExitCode::from(EXIT_PROBLEM)
-    } else {
-        ExitCode::SUCCESS
-    })
+    // status reports and does not judge: a side it could not read is a failure.
+    Ok(ExitCode::from(
+        if st.sides.iter().any(|s| s.error.is_some()) {
+            EXIT_FAILURE
+        } else {
+            EXIT_OK
+        },
+    ))
 }
 
 fn table_filter(tables: Option<&str>) -> Result<Option<regex::Regex>, String> {
@@ -246,19 +351,19 @@ async fn run_scan(config: &Config, args: &ScanArgs) -> anyhow::Result<ExitCode> 
         Ok(t) => t,
         Err(msg) => {
             eprintln!("error: {msg}");
-            return Ok(ExitCode::from(crate::EXIT_USAGE));
+            return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     if !(args.settle.is_finite() && args.settle >= 0.0) {
         eprintln!("error: --settle: must be a number of seconds, 0 or more");
-        return Ok(ExitCode::from(crate::EXIT_USAGE));
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let options = scan::ScanOptions {
         tables,
         jobs: args.jobs as usize,
         details: args.details,
         settle: std::time::Duration::from_secs_f64(args.settle),
-        progress: scan::progress::Style::detect(),
+        progress: ProgressStyle::detect(),
     };
     match scan::run(config, &options).await {
         Ok(report) => {
@@ -271,11 +376,11 @@ async fn run_scan(config: &Config, args: &ScanArgs) -> anyhow::Result<ExitCode> 
         }
         Err(scan::ScanError::Usage(msg)) => {
             eprintln!("error: {msg}");
-            Ok(ExitCode::from(crate::EXIT_USAGE))
+            Ok(ExitCode::from(EXIT_USAGE))
         }
         Err(err) => {
             eprintln!("error: scan failed: {}", chain(&err));
-            Ok(ExitCode::from(crate::EXIT_FAILURE))
+            Ok(ExitCode::from(scan_exit(&err)))
         }
     }
 }
@@ -285,7 +390,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
         Ok(t) => t,
         Err(msg) => {
             eprintln!("error: {msg}");
-            return Ok(ExitCode::from(crate::EXIT_USAGE));
+            return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     let winner = match (args.policy, config.replication.conflict) {
@@ -296,14 +401,14 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
                 "error: sync needs a winner: give --policy left_wins or --policy right_wins \
                  ([replication] conflict is {other:?}, which names none); nothing was changed"
             );
-            return Ok(ExitCode::from(crate::EXIT_USAGE));
+            return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     let options = scan::sync::SyncOptions {
         winner,
         dry_run: args.dry_run,
         tables,
-        progress: scan::progress::Style::detect(),
+        progress: ProgressStyle::detect(),
     };
     match scan::sync::run(config, &options).await {
         Ok(report) => {
@@ -317,16 +422,16 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
         }
         Err(scan::ScanError::Usage(msg)) => {
             eprintln!("error: {msg}");
-            Ok(ExitCode::from(crate::EXIT_USAGE))
+            Ok(ExitCode::from(EXIT_USAGE))
         }
-        Err(scan::ScanError::Refused(msg)) => {
-            eprintln!("error: sync refused: {msg}");
-            Ok(ExitCode::from(crate::EXIT_FAILURE))
+        Err(err @ scan::ScanError::Refused(_)) => {
+            eprintln!("error: sync refused: {err}");
+            Ok(ExitCode::from(scan_exit(&err)))
         }
         Err(err) => {
             eprintln!("error: sync failed: {}", chain(&err));
             eprintln!("what sync committed stays (each batch is one transaction); run scan to see what differs, and sync again");
-            Ok(ExitCode::from(crate::EXIT_FAILURE))
+            Ok(ExitCode::from(scan_exit(&err)))
         }
     }
 }
@@ -334,11 +439,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
 async fn run_check(config: &Config, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let report = check::check(config).await?;
     render::check(&report, format)?;
-    Ok(if report.can_replicate() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_PROBLEM)
-    })
+    Ok(ExitCode::from(check_exit(&report)))
 }
 
 async fn run_install(config: &Config) -> anyhow::Result<ExitCode> {
@@ -350,15 +451,14 @@ async fn run_install(config: &Config) -> anyhow::Result<ExitCode> {
         }
         Err(EngineError::NotReady { blocking, report }) => {
             // Show why: the same report `check` prints.
-            render::refused(&report, "install", blocking);
-            Ok(ExitCode::from(EXIT_PROBLEM))
+            Ok(refused(&report, "install", blocking))
         }
         Err(err) => {
             eprintln!("error: install failed: {}", chain(&err));
             eprintln!(
                 "what was installed is consistent; fix the cause and run install again to finish"
             );
-            Ok(ExitCode::from(EXIT_PROBLEM))
+            Ok(ExitCode::from(engine_exit(&err)))
         }
     }
 }
@@ -366,11 +466,16 @@ async fn run_install(config: &Config) -> anyhow::Result<ExitCode> {
 async fn run_uninstall(config: &Config) -> anyhow::Result<ExitCode> {
     let done = setup::uninstall(config).await?;
     render::uninstall(&done);
-    Ok(if done.left.is_ok() && done.right.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_PROBLEM)
-    })
+    // A side that failed outweighs one that refused.
+    let code = |r: &Result<_, EngineError>| r.as_ref().err().map_or(EXIT_OK, engine_exit);
+    Ok(ExitCode::from(code(&done.left).max(code(&done.right))))
+}
+
+/// A command refused because `check` finds blocking problems: prints the check
+/// report the refusal carries and says so.
+fn refused(report: &check::CheckReport, what: &str, blocking: usize) -> ExitCode {
+    render::refused(report, what, blocking);
+    ExitCode::from(refused_exit(report))
 }
 
 /// The copy's options: `[onetimecopy]`, overridden by the command line.
@@ -415,10 +520,8 @@ pub fn copy_options(config: &Config, args: &OnetimecopyArgs) -> Result<copy::Cop
     if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
         return Err("--progress-interval: must be a positive number of seconds".into());
     }
-    if o.progress != copy::progress::ProgressStyle::Terminal {
-        o.progress = copy::progress::ProgressStyle::Log(std::time::Duration::from_secs_f64(
-            args.progress_interval,
-        ));
+    if o.progress != ProgressStyle::Terminal {
+        o.progress = ProgressStyle::Log(std::time::Duration::from_secs_f64(args.progress_interval));
     }
     Ok(o)
 }
@@ -428,7 +531,7 @@ async fn run_onetimecopy(config: &Config, args: OnetimecopyArgs) -> anyhow::Resu
         Ok(o) => o,
         Err(msg) => {
             eprintln!("error: {msg}");
-            return Ok(ExitCode::from(crate::EXIT_USAGE));
+            return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     let pair = check::analyse(config).await?;
@@ -438,8 +541,7 @@ async fn run_onetimecopy(config: &Config, args: OnetimecopyArgs) -> anyhow::Resu
             Ok(ExitCode::SUCCESS)
         }
         Err(copy::CopyError::Engine(EngineError::NotReady { blocking, report })) => {
-            render::refused(&report, "onetimecopy", blocking);
-            Ok(ExitCode::from(EXIT_PROBLEM))
+            Ok(refused(&report, "onetimecopy", blocking))
         }
         Err(err) => {
             eprintln!("error: onetimecopy: {}", chain(&err));
@@ -451,7 +553,7 @@ async fn run_onetimecopy(config: &Config, args: OnetimecopyArgs) -> anyhow::Resu
             ) {
                 eprintln!("what was copied is recorded on the target; run onetimecopy again to copy the rest");
             }
-            Ok(ExitCode::from(EXIT_PROBLEM))
+            Ok(ExitCode::from(copy_exit(&err)))
         }
     }
 }
@@ -462,12 +564,19 @@ async fn run_replicate(config: &Config, args: &ReplicateArgs) -> anyhow::Result<
     let mut daemon = match Replicator::prepare(config, pair).await {
         Ok(d) => d,
         Err(replicate::ReplError::Engine(EngineError::NotReady { blocking, report })) => {
-            render::refused(&report, "replication", blocking);
-            return Ok(ExitCode::from(EXIT_PROBLEM));
+            return Ok(refused(&report, "replication", blocking));
         }
         Err(err) => {
             eprintln!("error: {}", chain(&err));
-            return Ok(ExitCode::from(EXIT_PROBLEM));
+            return Ok(ExitCode::from(match &err {
+                replicate::ReplError::Engine(e) => engine_exit(e),
+                // Before it replicates, the daemon stops fatally only on what it
+                // finds in the pair (the capture installed for another apply role,
+                // foreign keys in a cycle it cannot apply, clocks too far apart for
+                // latest_wins); an unreachable side is a refusal above.
+                replicate::ReplError::Fatal(_) => EXIT_PROBLEM,
+                _ => EXIT_FAILURE,
+            }));
         }
     };
     let options = replicate::Options {
@@ -480,7 +589,16 @@ async fn run_replicate(config: &Config, args: &ReplicateArgs) -> anyhow::Result<
         }
         Err(err) => {
             eprintln!("error: {}", chain(&err));
-            Ok(ExitCode::from(EXIT_PROBLEM))
+            // --until-idle stops (fatally) when only paused tables, whose columns
+            // differ between the sides, still have changes: a problem in the pair.
+            let paused = args.until_idle
+                && matches!(err, replicate::ReplError::Fatal(_))
+                && !daemon.paused().is_empty();
+            Ok(ExitCode::from(if paused {
+                EXIT_PROBLEM
+            } else {
+                EXIT_FAILURE
+            }))
         }
     }
 }

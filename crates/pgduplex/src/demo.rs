@@ -162,7 +162,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 winner: pgduplex_config::Side::Left,
                 dry_run: false,
                 tables: None,
-                progress: scan::progress::Style::Quiet,
+                progress: pgduplex_engine::progress::ProgressStyle::Quiet,
             },
         )
         .await?;
@@ -191,7 +191,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("\n--keep: servers left running; stop them with Ctrl-C");
         println!("   psql {}", left.url("shop"));
         println!("   psql {}", right.url("shop"));
-        std::thread::park();
+        // Until SIGINT or SIGTERM; then the servers are stopped below, as without
+        // --keep. (`thread::park` here returned at once, and may at any time.)
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
+        let _ = signals.forever().next();
     }
     println!("\n== stopping the demo servers");
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,12 @@
 //! The `pgduplex` binary: parses the command line, loads the configuration and
 //! starts logging synchronously, then builds the runtime and hands over to the
-//! library crates. Exit codes: 0 success, 1 the command ran and found a problem
-//! (check failed, a side could not be reached, an install was refused; scan found
-//! differences), 2 usage or configuration error (nothing was touched on any
-//! database), 3 scan or sync could not finish.
+//! library crates. Every exit code is decided here, the same for every command:
+//! 0 done, 1 the command found a problem in the pair (or refused because of one),
+//! 2 usage or configuration error (nothing was touched on any database), 3 the
+//! command failed (a side could not be reached, a database error, an
+//! interruption). README's "Exit codes" and each command's `--help` say what
+//! they mean per command. (A second stop signal exits at once with 130:
+//! shutdown.rs.)
 
 mod cli;
 #[cfg(feature = "demo")]
@@ -15,14 +18,25 @@ mod shutdown;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pgduplex_engine::check::CheckReport;
+use pgduplex_engine::copy::CopyError;
+use pgduplex_engine::scan::ScanError;
+use pgduplex_engine::EngineError;
+use pgduplex_pg::PgError;
 
 use crate::cli::{Cli, Command, LogFormat};
 
-/// The command ran and found a problem.
+/// Done: the command did its job and found nothing wrong.
+pub const EXIT_OK: u8 = 0;
+/// The command ran and found a problem in the pair, or refused because of one
+/// (the message names it and what to do): check not ready, scan differences, an
+/// install refused, a table sync left alone.
 pub const EXIT_PROBLEM: u8 = 1;
-/// Usage or configuration error.
+/// Usage or configuration error: nothing was touched on any database.
 pub const EXIT_USAGE: u8 = 2;
-/// `scan` and `sync`: the command could not finish (a side failed).
+/// The command failed: a side could not be reached, a database error, an
+/// interrupted copy, the daemon stopping on an error. Run it again once the cause
+/// is fixed.
 pub const EXIT_FAILURE: u8 = 3;
 
 fn main() -> ExitCode {
@@ -42,7 +56,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", output::chain(err.as_ref()));
-            ExitCode::from(EXIT_PROBLEM)
+            ExitCode::from(err.downcast_ref().map_or(EXIT_FAILURE, engine_exit))
         }
     }
 }
@@ -109,4 +123,85 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     .enable_all()
     .build()?;
     runtime.block_on(cli::run(cli.command, config))
+}
+
+/// What `check` found: ready, not ready, or a side it could not reach or read
+/// (the report lists that side's connection problem, but says nothing about the
+/// pair).
+pub fn check_exit(report: &CheckReport) -> u8 {
+    if !report.sides.iter().all(|s| s.connected) {
+        EXIT_FAILURE
+    } else if report.can_replicate() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEM
+    }
+}
+
+/// A command refused because `check` finds blocking problems: a problem in the
+/// pair, unless a side could not be reached (then it failed).
+pub fn refused_exit(report: &CheckReport) -> u8 {
+    match check_exit(report) {
+        EXIT_OK | EXIT_PROBLEM => EXIT_PROBLEM,
+        _ => EXIT_FAILURE,
+    }
+}
+
+/// An engine error that ended a command.
+pub fn engine_exit(err: &EngineError) -> u8 {
+    match err {
+        EngineError::Side { source, .. } => pg_exit(source),
+        // The callers print the check report and use `refused_exit`.
+        EngineError::NotReady { .. } => EXIT_PROBLEM,
+    }
+}
+
+/// A side's error.
+pub fn pg_exit(err: &PgError) -> u8 {
+    match err {
+        // Read from the TLS settings and files before any connection.
+        PgError::Tls { .. } => EXIT_USAGE,
+        // The pair's state refuses the command; the message says what to fix.
+        PgError::OtherSync { .. }
+        | PgError::KeyChangedWithPending { .. }
+        | PgError::NewerSchema { .. }
+        | PgError::ExternalDependents { .. } => EXIT_PROBLEM,
+        PgError::Connect { .. }
+        | PgError::Query { .. }
+        | PgError::Ddl { .. }
+        | PgError::LockTimeout { .. } => EXIT_FAILURE,
+    }
+}
+
+/// `onetimecopy`'s error.
+pub fn copy_exit(err: &CopyError) -> u8 {
+    match err {
+        CopyError::Engine(e) => engine_exit(e),
+        CopyError::Pg { source, .. } => pg_exit(source),
+        // Refused up front; nothing was copied.
+        CopyError::NotEmpty { .. }
+        | CopyError::FkCycle { .. }
+        | CopyError::ReplicaRoleNotAllowed { .. }
+        | CopyError::ApplyRole { .. }
+        | CopyError::Triggers { .. } => EXIT_PROBLEM,
+        // --tables matches no replicated table.
+        CopyError::NoTables => EXIT_USAGE,
+        CopyError::Db { .. }
+        | CopyError::Unit { .. }
+        | CopyError::Restore { .. }
+        | CopyError::Task(_) => EXIT_FAILURE,
+    }
+}
+
+/// `scan`'s and `sync`'s error.
+pub fn scan_exit(err: &ScanError) -> u8 {
+    match err {
+        ScanError::Usage(_) => EXIT_USAGE,
+        // sync: the daemon holds the pair, or the capture was installed for
+        // another apply role; nothing was changed.
+        ScanError::Refused(_) => EXIT_PROBLEM,
+        ScanError::Engine(e) => engine_exit(e),
+        ScanError::Pg { source, .. } => pg_exit(source),
+        ScanError::Db { .. } => EXIT_FAILURE,
+    }
 }

@@ -62,14 +62,14 @@
 //! * `unit.rs`: step 7 for one unit: its transactions, the COPY statements and
 //!   the pipe, the indexes dropped and built again in the copy transaction.
 //! * `fixtures.rs`: catalog entries for the unit tests.
-//! * `progress.rs`: the progress shown while copying.
+//!
+//! The progress shown while copying is `crate::progress`'s.
 
 pub mod ddl;
 #[cfg(test)]
 mod fixtures;
 pub mod plan;
 mod preflight;
-pub mod progress;
 mod schedule;
 mod unit;
 
@@ -88,13 +88,13 @@ use tokio_postgres::Client;
 
 use self::plan::{Part, RecordedPart};
 use self::preflight::Preflight;
-use self::progress::ProgressStyle;
 use self::schedule::Shared;
 use crate::check::{analyse, Analysis};
 use crate::pair::endpoints;
+use crate::progress::ProgressStyle;
 use crate::{setup, EngineError};
 
-pub use self::progress::human_bytes;
+pub use crate::progress::human_bytes;
 
 /// Extra settings of the target's sessions. `synchronous_commit = off` is safe
 /// here: a range's rows and its progress record commit together, so a commit

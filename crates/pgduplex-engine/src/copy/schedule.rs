@@ -17,9 +17,9 @@ use pgduplex_pg::{Endpoint, TableName};
 use tokio_postgres::Client;
 
 use super::plan::{Part, TableJob, Work};
-use super::progress::{self, Progress, ProgressStyle};
 use super::unit::Snapshot;
 use super::{connect, CopyError, CopyOptions};
+use crate::progress::{CopyProgress, ProgressStyle};
 
 /// One table or range to copy.
 pub(super) struct Unit {
@@ -150,7 +150,7 @@ pub(super) struct Shared {
     pub snapshots: tokio::sync::Mutex<HashMap<usize, Arc<Snapshot>>>,
     pub units: Vec<Unit>,
     pub jobs: Vec<TableJob>,
-    pub progress: Arc<Progress>,
+    pub progress: Arc<CopyProgress>,
     pub src_end: Endpoint,
     pub tgt_end: Endpoint,
     pub source_side: Side,
@@ -183,7 +183,7 @@ impl Shared {
             schedule: Mutex::new(Schedule::new(&work.units, tables)),
             wake: tokio::sync::Notify::new(),
             snapshots: tokio::sync::Mutex::new(HashMap::new()),
-            progress: Progress::new(estimated, work.units.len() as u64),
+            progress: CopyProgress::new(estimated, work.units.len() as u64),
             units: work.units,
             jobs: work.jobs,
             src_end,
@@ -262,7 +262,11 @@ pub(super) async fn run_workers(
     style: ProgressStyle,
 ) -> Result<(), CopyError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reporter = tokio::spawn(progress::report(shared.progress.clone(), style, stop_rx));
+    let reporter = tokio::spawn(CopyProgress::report(
+        shared.progress.clone(),
+        style,
+        stop_rx,
+    ));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..jobs.max(1).min(shared.units.len().max(1)) {
         let shared = shared.clone();

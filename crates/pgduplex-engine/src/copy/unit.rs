@@ -21,9 +21,9 @@ use pgduplex_pg::{quote_ident, quote_literal, TableName};
 use tokio_postgres::{Client, CopyInSink, CopyOutStream};
 
 use super::plan::{self, Format, Part, TableJob};
-use super::progress::UnitProgress;
 use super::schedule::{Shared, Unit};
 use super::{connect, db, CopyError};
+use crate::progress::UnitProgress;
 
 /// The custom settings that carry a range's bounds into the source's COPY query.
 const LOWER_SETTING: &str = "pgduplex.copy_lower";

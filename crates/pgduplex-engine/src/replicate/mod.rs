@@ -456,7 +456,8 @@ impl Replicator {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool, ReplError> {
-        use crate::copy::{ensure_initial_copy, progress::ProgressStyle, CopyOptions, CopyOutcome};
+        use crate::copy::{ensure_initial_copy, CopyOptions, CopyOutcome};
+        use crate::progress::ProgressStyle;
         if self.copy_checked {
             return Ok(true);
         }

@@ -14,11 +14,11 @@ use pgduplex_pg::TableName;
 use pgduplex_pg::{session, store};
 use tokio_postgres::Client;
 
-use super::progress::ScanProgress;
 use super::report::{Detail, Diff, DiffKind, TableResult};
 use super::sql::{self, Chunk, Shape};
 use super::targets::{Sessions, Target};
 use super::{db, ScanError, ScanOptions};
+use crate::progress::ScanProgress;
 
 /// Blocks per level-1 range (64 MiB of 8 kB pages).
 const CHUNK_BLOCKS: i64 = 8192;

@@ -22,7 +22,6 @@
 //! renders them; `sync.rs` makes one side equal to the other from the same levels,
 //! `progress.rs` shows how far a scan is.
 
-pub mod progress;
 pub mod sql;
 pub mod sync;
 
@@ -35,9 +34,9 @@ use std::time::{Duration, Instant};
 use pgduplex_config::{Config, Side};
 use pgduplex_pg::PgError;
 
+use crate::progress::{ProgressStyle, ScanProgress};
 use crate::EngineError;
 use levels::scan_table;
-use progress::ScanProgress;
 use targets::{connect, targets};
 
 pub use levels::{DETAIL_LIMIT, KEEP_LIMIT};
@@ -55,7 +54,7 @@ pub enum ScanError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("{side}: {source}")]
+    #[error("{side}")]
     Pg {
         side: Side,
         #[source]
@@ -88,7 +87,7 @@ pub struct ScanOptions {
     pub details: bool,
     /// How long differing keys are watched while replication runs.
     pub settle: Duration,
-    pub progress: progress::Style,
+    pub progress: ProgressStyle,
 }
 
 impl Default for ScanOptions {
@@ -98,7 +97,7 @@ impl Default for ScanOptions {
             jobs: 2,
             details: false,
             settle: Duration::from_secs(60),
-            progress: progress::Style::Quiet,
+            progress: ProgressStyle::Quiet,
         }
     }
 }

@@ -24,11 +24,11 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::levels::{key_arrays, DETAIL_LIMIT};
-use super::progress::{ScanProgress, Style};
 use super::report::{Diff, DiffKind};
 use super::sql::Shape;
 use super::targets::Target;
 use super::{db, ScanError};
+use crate::progress::{ProgressStyle, ScanProgress};
 use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::session::{self, ApplyRole};
 
@@ -41,7 +41,7 @@ pub struct SyncOptions {
     pub winner: Side,
     pub dry_run: bool,
     pub tables: Option<regex::Regex>,
-    pub progress: Style,
+    pub progress: ProgressStyle,
 }
 
 /// What sync did (or, dry, would do) to one table on the losing side.
