@@ -12,7 +12,8 @@
 //!   landing anywhere. Binary format for a table whose copied columns are all
 //!   built-in types with binary I/O, between servers of the same major version
 //!   (binary arrays and composites carry their element types' OIDs, which differ
-//!   between two servers for user-defined types); text otherwise. Both sessions
+//!   between two servers for user-defined types); text otherwise, or for every
+//!   table with `[onetimecopy] copy_format = "text"`. Both sessions
 //!   pin the settings that text forms depend on (DateStyle, extra float digits,
 //!   ...). Generated columns are left out (the target computes them).
 //! * Each table or range is read in its own `REPEATABLE READ` transaction that
@@ -31,7 +32,7 @@
 //!   the rows frozen (no later hint-bit and freeze rewrites), and its indexes
 //!   (primary key included) are dropped before the rows and built after them in
 //!   that same transaction (`unit.rs`, `DEFERRABLE_INDEXES_SQL`): a kill rolls the
-//!   drop back.
+//!   drop back. `[onetimecopy] rebuild_indexes = false` copies into them instead.
 //! * Progress is recorded on the target, one row per table or range, turned
 //!   `done` in the transaction that commits the range's rows: a killed copy, run
 //!   again, copies what is not done, with the same ranges.
@@ -77,7 +78,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgduplex_config::{Config, CopyMode, FkStrategy, Side};
+use pgduplex_config::{Config, CopyFormat, CopyMode, FkStrategy, Side};
 // Names resolve in `pg_catalog` only in the copy's sessions, which also pin the
 // daemon's session settings (the rows travel as COPY text).
 use pgduplex_pg::session::{self, SEARCH_PATH};
@@ -204,6 +205,12 @@ pub struct CopyOptions {
     pub fk: FkStrategy,
     pub range_rows: u64,
     pub progress: ProgressStyle,
+    /// `[onetimecopy] copy_format`: `Text` sends every table as text COPY.
+    pub copy_format: CopyFormat,
+    /// `[onetimecopy] rebuild_indexes`: a table emptied in its copy transaction
+    /// has its indexes dropped before the rows and built after them, in that
+    /// transaction.
+    pub rebuild_indexes: bool,
 }
 
 impl CopyOptions {
@@ -218,6 +225,8 @@ impl CopyOptions {
             fk: c.fk,
             range_rows: u64::from(c.range_rows),
             progress: ProgressStyle::detect(),
+            copy_format: c.copy_format,
+            rebuild_indexes: c.rebuild_indexes,
         }
     }
 }
@@ -510,7 +519,8 @@ async fn plan_and_record(
         .map_err(db(source_side, "setting up the session"))?;
     let source_oids: Vec<u32> = pre.selected.iter().map(|(s, _)| s.oid).collect();
     let estimate = plan::estimates(&pre.src.client, source_side, &source_oids).await?;
-    let binary = plan::binary_tables(&pre.src, &pre.tgt, &pre.selected).await?;
+    let binary =
+        plan::binary_tables(&pre.src, &pre.tgt, &pre.selected, options.copy_format).await?;
     let new_parts = plan::new_parts(
         &pre.src.client,
         source_side,

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use pgduplex_config::{FkStrategy, Side};
+use pgduplex_config::{CopyFormat, FkStrategy, Side};
 use pgduplex_pg::catalog::{ForeignKey, Table, TableKind};
 use pgduplex_pg::store;
 use pgduplex_pg::{quote_ident, TableName};
@@ -240,15 +240,17 @@ pub(super) async fn binary_eligible(
 
 /// The COPY format per table: binary where it is safe (same major
 /// version on both sides, built-in types with binary I/O only, on both sides),
-/// else text. PGDUPLEX_COPY_FORMAT=text forces text (for measurements, or as an
-/// escape hatch). Returns the target tables that may travel as binary.
+/// else text. `[onetimecopy] copy_format = "text"` forces text (for
+/// measurements, or as an escape hatch). Returns the target tables that may
+/// travel as binary.
 pub(super) async fn binary_tables(
     src: &SideState,
     tgt: &SideState,
     selected: &[(Table, Table)],
+    format: CopyFormat,
 ) -> Result<BTreeSet<TableName>, CopyError> {
     if src.catalog.server_version_num / 10000 != tgt.catalog.server_version_num / 10000
-        || std::env::var("PGDUPLEX_COPY_FORMAT").as_deref() == Ok("text")
+        || format == CopyFormat::Text
     {
         return Ok(BTreeSet::new());
     }

@@ -159,8 +159,8 @@ pub(super) struct Shared {
     /// `--mode truncate`: a table copied whole is emptied in its copy transaction.
     pub truncate_mode: bool,
     /// A table emptied in its copy transaction has its indexes dropped before the
-    /// COPY and rebuilt after it, in that transaction (on unless
-    /// PGDUPLEX_COPY_KEEP_INDEXES=1).
+    /// COPY and rebuilt after it, in that transaction (`[onetimecopy]
+    /// rebuild_indexes`).
     pub rebuild_in_tx: bool,
     pub stats: Mutex<Stats>,
     pub cancelled: AtomicBool,
@@ -192,7 +192,7 @@ impl Shared {
             target_extra,
             sync: sync.to_string(),
             truncate_mode: options.mode == CopyMode::Truncate,
-            rebuild_in_tx: std::env::var("PGDUPLEX_COPY_KEEP_INDEXES").as_deref() != Ok("1"),
+            rebuild_in_tx: options.rebuild_indexes,
             stats: Mutex::new(Stats::default()),
             cancelled: AtomicBool::new(false),
         }
