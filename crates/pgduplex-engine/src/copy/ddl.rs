@@ -275,7 +275,7 @@ pub async fn restore_all(
     }
     let mut first_err = None;
     while let Some(r) = tasks.join_next().await {
-        let r = r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())));
+        let r = r.unwrap_or_else(|e| Err(CopyError::from(e)));
         if let Err(e) = r {
             first_err.get_or_insert(e);
         }
@@ -378,7 +378,7 @@ pub(super) async fn analyze(
         });
     }
     while let Some(r) = tasks.join_next().await {
-        r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())))?;
+        r.unwrap_or_else(|e| Err(CopyError::from(e)))?;
     }
     Ok(())
 }

@@ -107,7 +107,7 @@ const TARGET_SETTINGS: &str = "SET synchronous_commit = off";
 pub enum CopyError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("{side}: {source}")]
+    #[error("{side}")]
     Pg {
         side: Side,
         #[source]
@@ -176,8 +176,26 @@ pub enum CopyError {
     Triggers { side: Side, triggers: String },
     #[error("no replicated table matches --tables; nothing was copied")]
     NoTables,
-    #[error("a copy task failed: {0}")]
-    Task(String),
+    #[error("a copy task failed")]
+    Task(#[source] TaskError),
+}
+
+/// Why a task of the copy (a worker, an index rebuild, an ANALYZE) ended
+/// without its own error.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// It panicked (or was aborted).
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+    /// Another unit failed first; this one stopped at its next buffer.
+    #[error("cancelled after another part failed")]
+    Cancelled,
+}
+
+impl From<tokio::task::JoinError> for CopyError {
+    fn from(e: tokio::task::JoinError) -> CopyError {
+        CopyError::Task(TaskError::Join(e))
+    }
 }
 
 pub(crate) fn db(
@@ -662,4 +680,47 @@ async fn record_if_complete(
             .map_err(db(side, "recording the end of the copy"))?;
     }
     Ok(complete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain printer joins each message with its source's: no message
+    /// repeats its source, and the printed text is what it was when they did.
+    #[tokio::test]
+    async fn errors_print_their_causes_once() {
+        let tls = PgError::Tls {
+            side: "right".into(),
+            message: "sslrootcert: no such file".into(),
+        };
+        let err = CopyError::Pg {
+            side: Side::Right,
+            source: tls,
+        };
+        assert_eq!(err.to_string(), "right");
+        assert_eq!(
+            crate::error_chain(&err),
+            "right: TLS settings of the right database: sslrootcert: no such file"
+        );
+
+        let err = CopyError::Task(TaskError::Cancelled);
+        assert_eq!(err.to_string(), "a copy task failed");
+        assert_eq!(
+            crate::error_chain(&err),
+            "a copy task failed: cancelled after another part failed"
+        );
+
+        let join = tokio::spawn(async { panic!("boom") })
+            .await
+            .expect_err("the task panicked");
+        let join_text = join.to_string();
+        let err = CopyError::from(join);
+        assert!(matches!(err, CopyError::Task(TaskError::Join(_))));
+        assert_eq!(
+            crate::error_chain(&err),
+            format!("a copy task failed: {join_text}")
+        );
+        assert!(join_text.contains("panicked"), "{join_text}");
+    }
 }

@@ -274,7 +274,7 @@ pub(super) async fn run_workers(
     }
     let mut first_err = None;
     while let Some(r) = workers.join_next().await {
-        let r = r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())));
+        let r = r.unwrap_or_else(|e| Err(CopyError::from(e)));
         if let Err(e) = r {
             shared.cancel();
             first_err.get_or_insert(e);

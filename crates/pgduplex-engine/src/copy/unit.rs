@@ -22,7 +22,7 @@ use tokio_postgres::{Client, CopyInSink, CopyOutStream};
 
 use super::plan::{self, Format, Part, TableJob};
 use super::schedule::{Shared, Unit};
-use super::{connect, db, CopyError};
+use super::{connect, db, CopyError, TaskError};
 use crate::progress::UnitProgress;
 
 /// The custom settings that carry a range's bounds into the source's COPY query.
@@ -352,9 +352,7 @@ impl Shared {
         // which then receives a few big CopyData messages instead of one per row.
         let piped = copy_pipe::pipe(stream, sink, COPY_BUFFER, |rows, bytes| {
             if self.cancelled.load(Ordering::Relaxed) {
-                return Err(CopyError::Task(
-                    "cancelled after another part failed".into(),
-                ));
+                return Err(CopyError::Task(TaskError::Cancelled));
             }
             counters.rows.fetch_add(rows, Ordering::Relaxed);
             counters.bytes.fetch_add(bytes, Ordering::Relaxed);
