@@ -26,8 +26,8 @@
 #        SCALE=10 ROUNDS=1 bench/onetimecopy/run.sh    (smoke run)
 # Variants (VARIANTS=...): pgduplex (default options), pgduplex_j1 (--jobs 1),
 # pgduplex_split (--range-rows 1000000, the old default: pgbench_accounts in 5
-# ranges), pgduplex_text (PGDUPLEX_COPY_FORMAT=text), pgduplex_keepidx
-# (PGDUPLEX_COPY_KEEP_INDEXES=1: rows copied into the existing indexes), raw_pipe,
+# ranges), pgduplex_text ([onetimecopy] copy_format = "text"), pgduplex_keepidx
+# ([onetimecopy] rebuild_indexes = false: rows copied into the existing indexes), raw_pipe,
 # dump_restore, pgcopydb.
 # Needs: the release binary (CARGO_TARGET_DIR/release/pgduplex), pgbench,
 # pg_dump/pg_restore, pgcopydb (apt-get install --no-install-recommends pgcopydb).
@@ -97,6 +97,9 @@ url = "$RURL"
 [tables]
 include = ['^public\.($(echo $TABLES | tr ' ' '|'))\$']
 TOML
+# The variants that change an [onetimecopy] setting get a configuration of their own.
+{ cat "$WORK/pgduplex.toml"; printf '[onetimecopy]\ncopy_format = "text"\n'; } > "$WORK/pgduplex_text.toml"
+{ cat "$WORK/pgduplex.toml"; printf '[onetimecopy]\nrebuild_indexes = false\n'; } > "$WORK/pgduplex_keepidx.toml"
 INLIST=$(for t in $TABLES; do printf "'%s'," "$t"; done | sed 's/,$//')
 DATA_BYTES=$($L -d src -Atc "select sum(pg_table_size(c.oid)) from pg_class c where relname in ($INLIST)")
 ROWS=$($L -d src -Atc "select count(*) from $CHECK")
@@ -131,8 +134,8 @@ run_variant() {
     pgduplex_j1) "$PGDUPLEX_BIN" --config "$WORK/pgduplex.toml" onetimecopy --jobs 1 >>"$OUT/run.log" 2>&1 ;;
     pgduplex_split) "$PGDUPLEX_BIN" --config "$WORK/pgduplex.toml" onetimecopy --range-rows 1000000 >>"$OUT/run.log" 2>&1 ;;
     pgduplex_nosplit) "$PGDUPLEX_BIN" --config "$WORK/pgduplex.toml" onetimecopy --range-rows 1000000000 >>"$OUT/run.log" 2>&1 ;;
-    pgduplex_text) PGDUPLEX_COPY_FORMAT=text "$PGDUPLEX_BIN" --config "$WORK/pgduplex.toml" onetimecopy >>"$OUT/run.log" 2>&1 ;;
-    pgduplex_keepidx) PGDUPLEX_COPY_KEEP_INDEXES=1 "$PGDUPLEX_BIN" --config "$WORK/pgduplex.toml" onetimecopy >>"$OUT/run.log" 2>&1 ;;
+    pgduplex_text) "$PGDUPLEX_BIN" --config "$WORK/pgduplex_text.toml" onetimecopy >>"$OUT/run.log" 2>&1 ;;
+    pgduplex_keepidx) "$PGDUPLEX_BIN" --config "$WORK/pgduplex_keepidx.toml" onetimecopy >>"$OUT/run.log" 2>&1 ;;
     pgduplex_defer) "$PGDUPLEX_BIN" --config "$WORK/pgduplex.toml" onetimecopy --defer-indexes >>"$OUT/run.log" 2>&1 ;;
     raw_pipe)
       for t in $TABLES; do

@@ -2,7 +2,8 @@
 //! byte-identical, changes made during the copy converge through `replicate`, a
 //! SIGKILLed copy resumes with only what was unfinished, foreign keys on a target
 //! whose role may not set `session_replication_role`, the if-empty / truncate
-//! modes, and no echo of the copied rows.
+//! modes, no echo of the copied rows, and the `[onetimecopy]` settings of the
+//! COPY format and of the index rebuild.
 
 use std::time::Duration;
 
@@ -511,6 +512,45 @@ async fn a_killed_copy_keeps_the_keys_it_was_rebuilding() {
     pgduplex_async(&cfg.path, &["replicate", "--until-idle"])
         .await
         .assert_code(0);
+    assert_converged(&pair).await;
+}
+
+/// `[onetimecopy] copy_format = "text"` and `rebuild_indexes = false`: a table
+/// that would travel as binary COPY travels as text, and its rows go into the
+/// existing indexes (still emptied in its copy transaction, still COPY FREEZE):
+/// the same indexes afterwards, not rebuilt.
+#[tokio::test]
+async fn text_format_and_kept_indexes_are_settings() {
+    let pair = TestPair::new().await;
+    pair.execute_both("create table s (id int primary key, v text); create index s_v on s (v);")
+        .await
+        .unwrap();
+    pair.left
+        .execute("insert into s select g, md5(g::text) from generate_series(1, 1000) g; analyze")
+        .await
+        .unwrap();
+    let r = pair.right.client().await.unwrap();
+    let before = index_defs(&r, "s").await;
+    let cfg = ConfigFile::for_pair(
+        &pair,
+        "[onetimecopy]\ncopy_format = \"text\"\nrebuild_indexes = false\n",
+    );
+    let run = pgduplex_async(&cfg.path, &["onetimecopy"]).await;
+    run.assert_code(0);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("copied public.s table="))
+        .unwrap_or_else(|| panic!("no copy line:\n{}", run.stderr));
+    for field in ["binary=false", "freeze=true", "indexes_rebuilt=0"] {
+        assert!(line.contains(field), "{field}: {line}");
+    }
+    assert!(
+        !run.stderr.contains("indexes built after the rows"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(index_defs(&r, "s").await, before, "the same indexes");
     assert_converged(&pair).await;
 }
 

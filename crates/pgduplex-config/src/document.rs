@@ -16,7 +16,7 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 
 use crate::connection::{RootCert, Secret};
 use crate::error::{ConfigError, LineIndex, Problem};
-use crate::onetimecopy::{CopyMode, FkStrategy, OnetimecopyConfig};
+use crate::onetimecopy::{CopyFormat, CopyMode, FkStrategy, OnetimecopyConfig};
 use crate::replication::{self, ConflictPolicy, InstallConfig, ReplicationConfig};
 use crate::tables::{self, TableOverride, TableSelection};
 use crate::vars::{self, Expanded, VarError};
@@ -53,7 +53,16 @@ const REPLICATION_KEYS: &[&str] = &[
     "max_clock_skew_ms",
 ];
 const INSTALL_KEYS: &[&str] = &["lock_timeout_ms", "max_attempts"];
-const ONETIMECOPY_KEYS: &[&str] = &["mode", "from", "jobs", "range_rows", "defer_indexes", "fk"];
+const ONETIMECOPY_KEYS: &[&str] = &[
+    "mode",
+    "from",
+    "jobs",
+    "range_rows",
+    "defer_indexes",
+    "fk",
+    "copy_format",
+    "rebuild_indexes",
+];
 const TABLE_KEYS: &[&str] = &["name", "conflict"];
 
 /// Where each section's keys live, for "`x` belongs in [y]" hints.
@@ -789,6 +798,17 @@ impl Cx<'_> {
             let values = FkStrategy::ALL.map(|s| (s.as_str(), s));
             if let Some(fk) = self.choice(&f, &values) {
                 config.fk = fk;
+            }
+        }
+        if let Some(f) = field(table, "onetimecopy", "copy_format") {
+            let values = CopyFormat::ALL.map(|c| (c.as_str(), c));
+            if let Some(format) = self.choice(&f, &values) {
+                config.copy_format = format;
+            }
+        }
+        if let Some(f) = field(table, "onetimecopy", "rebuild_indexes") {
+            if let Some(b) = self.boolean(&f) {
+                config.rebuild_indexes = b;
             }
         }
         (self.problems.len() == before).then_some(config)

@@ -40,8 +40,9 @@ pub use connection::{
 };
 pub use error::{ConfigError, Problem};
 pub use onetimecopy::{
-    CopyMode, FkStrategy, OnetimecopyConfig, DEFAULT_COPY_FROM, DEFAULT_COPY_JOBS,
-    DEFAULT_COPY_MODE, DEFAULT_DEFER_INDEXES, DEFAULT_FK_STRATEGY, DEFAULT_RANGE_ROWS,
+    CopyFormat, CopyMode, FkStrategy, OnetimecopyConfig, DEFAULT_COPY_FORMAT, DEFAULT_COPY_FROM,
+    DEFAULT_COPY_JOBS, DEFAULT_COPY_MODE, DEFAULT_DEFER_INDEXES, DEFAULT_FK_STRATEGY,
+    DEFAULT_RANGE_ROWS, DEFAULT_REBUILD_INDEXES,
 };
 pub use replication::{
     host_name, ConflictPolicy, InstallConfig, ReplicationConfig, DAEMON_NAME_MAX_LEN,

@@ -1,29 +1,30 @@
-//! What the copy drops on the target to go faster, and puts back: secondary
-//! indexes (`--defer-indexes`) and foreign keys (`--fk drop-readd`).
+//! The target around the rows: before them, the tables that cannot be emptied
+//! in their copy transaction emptied up front (`--mode truncate`) and what the
+//! copy drops to go faster (secondary indexes with `--defer-indexes`, foreign
+//! keys with `--fk drop-readd`); after them, what was dropped put back, and
+//! ANALYZE.
 //!
 //! A definition is saved in `pgduplex.copy_saved_ddl` in the same transaction that
 //! drops the object, and deleted in the transaction that has put it back (for a
 //! foreign key: the one that validated it). A copy killed anywhere in between finds
 //! the saved rows on its next run and restores them.
 
+use std::sync::{Arc, Mutex};
+
+use pgduplex_config::{Config, FkStrategy, Side};
+use pgduplex_pg::capture::APPLYING_SETTING;
+use pgduplex_pg::catalog::KeySource;
 use pgduplex_pg::ddl::{run_with_lock_retry, Bound, LockRetry};
 use pgduplex_pg::store;
 use pgduplex_pg::{quote_ident, Endpoint, TableName};
 use tokio_postgres::Client;
 
-use super::CopyError;
-use pgduplex_config::Side;
+use super::plan::TableJob;
+use super::{connect, db, names, CopyError, CopyOptions};
+use crate::setup;
 
 /// A definition dropped for the copy and saved on the target.
 pub use pgduplex_pg::store::SavedDdl as Saved;
-
-fn db(side: Side, context: &str) -> impl FnOnce(tokio_postgres::Error) -> CopyError + '_ {
-    move |source| CopyError::Db {
-        side,
-        context: context.to_string(),
-        source,
-    }
-}
 
 /// Secondary indexes of `oids` (ordinary tables): not the key's, not backing or
 /// referenced by a constraint, not the replica identity, not `key_indexes`.
@@ -245,14 +246,14 @@ pub async fn restore_all(
     jobs: usize,
     session: &str,
 ) -> Result<usize, CopyError> {
-    let client = super::connect(endpoint, side, session).await?;
+    let client = connect(endpoint, side, session).await?;
     let all = saved(&client, side, sync).await?;
     if all.is_empty() {
         return Ok(0);
     }
     let (indexes, fks): (Vec<Saved>, Vec<Saved>) =
         all.iter().cloned().partition(|s| s.kind == "index");
-    let queue = std::sync::Arc::new(std::sync::Mutex::new(indexes));
+    let queue = Arc::new(Mutex::new(indexes));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..jobs.max(1) {
         let queue = queue.clone();
@@ -265,7 +266,7 @@ pub async fn restore_all(
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 let Some(s) = next else { return Ok(()) };
                 if client.is_none() {
-                    client = Some(super::connect(&endpoint, side, &session).await?);
+                    client = Some(connect(&endpoint, side, &session).await?);
                 }
                 let c = client.as_mut().expect("connected above");
                 restore_index(c, side, &sync, &s).await?;
@@ -274,7 +275,7 @@ pub async fn restore_all(
     }
     let mut first_err = None;
     while let Some(r) = tasks.join_next().await {
-        let r = r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())));
+        let r = r.unwrap_or_else(|e| Err(CopyError::from(e)));
         if let Err(e) = r {
             first_err.get_or_insert(e);
         }
@@ -286,4 +287,98 @@ pub async fn restore_all(
         restore_foreign_key(&client, side, sync, s).await?;
     }
     Ok(all.len())
+}
+
+/// Steps 5 and 6, on one target connection: in truncate mode the tables that
+/// cannot be emptied inside their copy transaction are emptied now, together
+/// (foreign keys between them allow that only all at once); then what the copy
+/// drops to go faster (`--defer-indexes`, `--fk drop-readd`) is saved and
+/// dropped.
+pub(super) async fn prepare_target(
+    config: &Config,
+    options: &CopyOptions,
+    strategy: FkStrategy,
+    jobs: &[TableJob],
+    endpoint: &Endpoint,
+    extra: &str,
+) -> Result<(), CopyError> {
+    let side = options.from.other();
+    let sync = config.replication.sync.as_str();
+    let retry = setup::lock_retry(config);
+    let up_front: Vec<TableName> = jobs
+        .iter()
+        .filter(|j| j.truncated_up_front && j.remaining > 0)
+        .map(|j| j.target.name.clone())
+        .collect();
+    let mut client = connect(endpoint, side, extra).await?;
+    if !up_front.is_empty() {
+        let list = up_front
+            .iter()
+            .map(|n| n.quoted())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db(side, "emptying the target tables"))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL {APPLYING_SETTING} = on; TRUNCATE {list}"
+        ))
+        .await
+        .map_err(db(side, "emptying the target tables (TRUNCATE)"))?;
+        tx.commit()
+            .await
+            .map_err(db(side, "emptying the target tables"))?;
+        tracing::info!(tables = %names(&up_front), "target tables emptied (--mode truncate)");
+    }
+    let pending_oids: Vec<u32> = jobs
+        .iter()
+        .filter(|j| j.remaining > 0)
+        .map(|j| j.target.oid)
+        .collect();
+    if options.defer_indexes && !pending_oids.is_empty() {
+        let key_indexes: Vec<String> = jobs
+            .iter()
+            .filter_map(|j| match &j.target.key.as_ref()?.source {
+                KeySource::PrimaryKey(n) | KeySource::UniqueIndex(n) => Some(n.clone()),
+            })
+            .collect();
+        let items = secondary_indexes(&client, side, &pending_oids, &key_indexes).await?;
+        save_and_drop(&mut client, side, sync, &retry, &items).await?;
+    }
+    if strategy == FkStrategy::DropReadd && !pending_oids.is_empty() {
+        let items = foreign_keys(&client, side, &pending_oids).await?;
+        save_and_drop(&mut client, side, sync, &retry, &items).await?;
+    }
+    Ok(())
+}
+
+/// ANALYZE of the copied tables, on up to `jobs` connections.
+pub(super) async fn analyze(
+    endpoint: &Endpoint,
+    side: Side,
+    tables: &[TableName],
+    jobs: usize,
+) -> Result<(), CopyError> {
+    let queue = Arc::new(Mutex::new(tables.to_vec()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..jobs.max(1).min(tables.len()) {
+        let queue = queue.clone();
+        let endpoint = endpoint.clone();
+        tasks.spawn(async move {
+            let client = connect(&endpoint, side, "").await?;
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let Some(t) = next else { return Ok(()) };
+                client
+                    .batch_execute(&format!("ANALYZE {}", t.quoted()))
+                    .await
+                    .map_err(db(side, "analysing a copied table"))?;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap_or_else(|e| Err(CopyError::from(e)))?;
+    }
+    Ok(())
 }

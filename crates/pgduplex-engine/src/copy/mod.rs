@@ -12,7 +12,8 @@
 //!   landing anywhere. Binary format for a table whose copied columns are all
 //!   built-in types with binary I/O, between servers of the same major version
 //!   (binary arrays and composites carry their element types' OIDs, which differ
-//!   between two servers for user-defined types); text otherwise. Both sessions
+//!   between two servers for user-defined types); text otherwise, or for every
+//!   table with `[onetimecopy] copy_format = "text"`. Both sessions
 //!   pin the settings that text forms depend on (DateStyle, extra float digits,
 //!   ...). Generated columns are left out (the target computes them).
 //! * Each table or range is read in its own `REPEATABLE READ` transaction that
@@ -30,35 +31,68 @@
 //!   foreign key is emptied in the copy transaction, which lets `COPY FREEZE` write
 //!   the rows frozen (no later hint-bit and freeze rewrites), and its indexes
 //!   (primary key included) are dropped before the rows and built after them in
-//!   that same transaction (`DEFERRABLE_INDEXES_SQL`): a kill rolls the drop back.
+//!   that same transaction (`unit.rs`, `DEFERRABLE_INDEXES_SQL`): a kill rolls the
+//!   drop back. `[onetimecopy] rebuild_indexes = false` copies into them instead.
 //! * Progress is recorded on the target, one row per table or range, turned
 //!   `done` in the transaction that commits the range's rows: a killed copy, run
 //!   again, copies what is not done, with the same ranges.
+//!
+//! The steps of [`run`], numbered as in its body:
+//!
+//! 1. read only: the tables, the target's recorded progress, every reason to
+//!    refuse (nothing has changed on either side yet);
+//! 2. the capture installed, the apply role checked;
+//! 3. the plan (parts of tables not planned yet) recorded on the target;
+//! 4. jobs (tables) and units (tables or ranges) still to copy;
+//! 5. tables that cannot be emptied in their copy transaction emptied up front
+//!    (`--mode truncate`);
+//! 6. what the copy drops to go faster saved and dropped;
+//! 7. the units copied by the workers;
+//! 8. what was dropped put back, ANALYZE;
+//! 9. the copy recorded as finished once every replicated table is copied.
+//!
+//! The files:
+//!
+//! * `mod.rs`: the entry points ([`run`], [`ensure_initial_copy`]), their
+//!   options, summary and errors, and the steps' order.
+//! * `preflight.rs`: step 1.
+//! * `plan.rs`: steps 3 and 4: estimates, COPY format, key ranges, foreign-key
+//!   links and the snapshot groups, jobs and units.
+//! * `ddl.rs`: steps 5, 6 and 8: the target around the rows.
+//! * `schedule.rs`: step 7: which unit runs next, the workers.
+//! * `unit.rs`: step 7 for one unit: its transactions, the COPY statements and
+//!   the pipe, the indexes dropped and built again in the copy transaction.
+//! * `fixtures.rs`: catalog entries for the unit tests.
+//!
+//! The progress shown while copying is `crate::progress`'s.
 
 pub mod ddl;
+#[cfg(test)]
+mod fixtures;
 pub mod plan;
+mod preflight;
+mod schedule;
+mod unit;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgduplex_config::{Config, CopyMode, FkStrategy, Side};
-use pgduplex_pg::capture::{APPLYING_SETTING, STATEMENT_TRIGGERS};
-use pgduplex_pg::catalog::{foreign_key_order, KeySource, Table, TableKind};
+use pgduplex_config::{Config, CopyFormat, CopyMode, FkStrategy, Side};
 // Names resolve in `pg_catalog` only in the copy's sessions, which also pin the
 // daemon's session settings (the rows travel as COPY text).
-use pgduplex_pg::copy_pipe::{self, PipeError};
 use pgduplex_pg::session::{self, SEARCH_PATH};
 use pgduplex_pg::store;
-use pgduplex_pg::{quote_literal, Endpoint, PgError, TableName};
+use pgduplex_pg::{Endpoint, PgError, TableName};
 use regex::Regex;
 use tokio_postgres::Client;
 
-use self::plan::Part;
+use self::plan::{Part, RecordedPart};
+use self::preflight::Preflight;
+use self::schedule::Shared;
 use crate::check::{analyse, Analysis};
 use crate::pair::endpoints;
-use crate::progress::{CopyProgress, ProgressStyle};
+use crate::progress::ProgressStyle;
 use crate::{setup, EngineError};
 
 pub use crate::progress::human_bytes;
@@ -68,71 +102,12 @@ pub use crate::progress::human_bytes;
 /// lost in a crash loses both and the range is copied again.
 const TARGET_SETTINGS: &str = "SET synchronous_commit = off";
 
-/// Rows are passed to the target in buffers of this size.
-const COPY_BUFFER: usize = 256 * 1024;
-
-/// `maintenance_work_mem` of a copy transaction that rebuilds the indexes it
-/// dropped (raised to this, never lowered): the default 64 MB sorts a
-/// few-million-row key on disk.
-const REBUILD_WORK_MEM: i64 = 512 * 1024 * 1024;
-
-/// The indexes of a table emptied in its copy transaction that are dropped
-/// before its COPY and built again after it, in the same transaction (the
-/// table is held `ACCESS EXCLUSIVE` throughout): one sort and bulk build per index
-/// instead of one index insertion per row. Atomic: a copy killed or failed before
-/// its commit rolls the drop back with the rows, so no definition needs saving.
-/// Only where the copy's role may build them again: it owns the table (and so
-/// the index) and may CREATE in its schema (`CREATE INDEX` checks both; the
-/// `public` schema of PostgreSQL 15+ grants CREATE to its owner only).
-/// Left in place (copied into as usual): an index that is the replica identity
-/// or the clustering index, in a tablespace of its own, attached to a partitioned
-/// parent index, commented, with a statistics target, not valid, used by a
-/// constraint other than its own primary key / unique constraint (exclusion
-/// constraints, foreign keys), or that any other object depends on (a view
-/// grouping by the primary key). Primary keys first; constraints are added back
-/// as constraints with their names and the server's own deparse
-/// (`pg_get_constraintdef`, `pg_get_indexdef`).
-const DEFERRABLE_INDEXES_SQL: &str = "\
-SELECT ic.relname::text, pg_catalog.pg_get_indexdef(i.indexrelid), con.conname::text, \
-       pg_catalog.pg_get_constraintdef(con.oid) \
-  FROM pg_catalog.pg_index i \
-  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
-  LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid \
-                                         AND con.contype IN ('p', 'u') \
- WHERE i.indrelid = $1 AND ic.relkind = 'i' AND i.indisvalid AND i.indisready AND i.indislive \
-   AND pg_catalog.pg_has_role(ic.relowner, 'USAGE') \
-   AND pg_catalog.has_schema_privilege(ic.relnamespace, 'CREATE') \
-   AND NOT i.indisreplident AND NOT i.indisclustered AND ic.reltablespace = 0 \
-   AND (con.oid IS NULL OR con.conname = ic.relname) \
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid) \
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c2 \
-                    WHERE c2.conindid = i.indexrelid AND c2.oid IS DISTINCT FROM con.oid) \
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
-                    WHERE d.deptype = 'n' \
-                      AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = i.indexrelid) \
-                        OR (d.refclassid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.refobjid = con.oid))) \
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_description ds \
-                    WHERE (ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objoid = i.indexrelid) \
-                       OR (ds.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND ds.objoid = con.oid)) \
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
-                    WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0) \
- ORDER BY i.indisprimary DESC, ic.relname";
-
-/// An index dropped and rebuilt inside a copy transaction.
-struct InTxIndex {
-    name: String,
-    /// `CREATE [UNIQUE] INDEX ...` (for an index without a constraint).
-    index_def: String,
-    /// The primary key / unique constraint that owns the index, and its definition.
-    constraint: Option<(String, String)>,
-}
-
 /// Errors of the copy.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("{side}: {source}")]
+    #[error("{side}")]
     Pg {
         side: Side,
         #[source]
@@ -201,11 +176,32 @@ pub enum CopyError {
     Triggers { side: Side, triggers: String },
     #[error("no replicated table matches --tables; nothing was copied")]
     NoTables,
-    #[error("a copy task failed: {0}")]
-    Task(String),
+    #[error("a copy task failed")]
+    Task(#[source] TaskError),
 }
 
-fn db(side: Side, context: &str) -> impl FnOnce(tokio_postgres::Error) -> CopyError + '_ {
+/// Why a task of the copy (a worker, an index rebuild, an ANALYZE) ended
+/// without its own error.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// It panicked (or was aborted).
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+    /// Another unit failed first; this one stopped at its next buffer.
+    #[error("cancelled after another part failed")]
+    Cancelled,
+}
+
+impl From<tokio::task::JoinError> for CopyError {
+    fn from(e: tokio::task::JoinError) -> CopyError {
+        CopyError::Task(TaskError::Join(e))
+    }
+}
+
+pub(crate) fn db(
+    side: Side,
+    context: &str,
+) -> impl FnOnce(tokio_postgres::Error) -> CopyError + '_ {
     move |source| CopyError::Db {
         side,
         context: context.to_string(),
@@ -227,6 +223,12 @@ pub struct CopyOptions {
     pub fk: FkStrategy,
     pub range_rows: u64,
     pub progress: ProgressStyle,
+    /// `[onetimecopy] copy_format`: `Text` sends every table as text COPY.
+    pub copy_format: CopyFormat,
+    /// `[onetimecopy] rebuild_indexes`: a table emptied in its copy transaction
+    /// has its indexes dropped before the rows and built after them, in that
+    /// transaction.
+    pub rebuild_indexes: bool,
 }
 
 impl CopyOptions {
@@ -241,6 +243,8 @@ impl CopyOptions {
             fk: c.fk,
             range_rows: u64::from(c.range_rows),
             progress: ProgressStyle::detect(),
+            copy_format: c.copy_format,
+            rebuild_indexes: c.rebuild_indexes,
         }
     }
 }
@@ -396,89 +400,6 @@ pub(crate) async fn connect(
     Ok(client)
 }
 
-/// A progress row.
-#[derive(Clone, Debug)]
-struct Recorded {
-    part: Part,
-    done: bool,
-}
-
-async fn read_progress(
-    client: &Client,
-    side: Side,
-    sync: &str,
-) -> Result<HashMap<TableName, Vec<Recorded>>, CopyError> {
-    let mut out: HashMap<TableName, Vec<Recorded>> = HashMap::new();
-    for p in store::copy_parts(client, sync)
-        .await
-        .map_err(db(side, "reading the copy's progress"))?
-    {
-        out.entry(p.table).or_default().push(Recorded {
-            part: Part {
-                part: p.part,
-                parts: p.parts,
-                key_column: p.key_column,
-                lower: p.lower,
-                upper: p.upper,
-            },
-            done: p.done,
-        });
-    }
-    Ok(out)
-}
-
-/// Row and size estimates of the source tables (partitions included, each
-/// counted once): `reltuples`, or for a table never analysed one row per 128
-/// bytes of its size. Read here rather than taken from the catalog snapshot of
-/// `check`, whose figures miss ordinary tables (`pg_partition_tree` lists
-/// nothing for a table that is not partitioned).
-async fn estimates(
-    client: &Client,
-    side: Side,
-    oids: &[u32],
-) -> Result<HashMap<u32, i64>, CopyError> {
-    let rows = client
-        .query(
-            "SELECT t.oid, \
-                    COALESCE(sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind <> 'p'), 0)::pg_catalog.int8, \
-                    COALESCE(sum(pg_catalog.pg_table_size(c.oid)), 0)::pg_catalog.int8 \
-               FROM pg_catalog.unnest($1::pg_catalog.oid[]) t(oid) \
-               CROSS JOIN LATERAL (SELECT relid FROM pg_catalog.pg_partition_tree(t.oid) \
-                                   UNION SELECT t.oid) pt \
-               JOIN pg_catalog.pg_class c ON c.oid = pt.relid \
-              GROUP BY t.oid",
-            &[&oids],
-        )
-        .await
-        .map_err(db(side, "reading the tables' size estimates"))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let rows: i64 = r.get(1);
-            let bytes: i64 = r.get(2);
-            (r.get(0), if rows > 0 { rows } else { bytes / 128 })
-        })
-        .collect())
-}
-
-/// The tables of `oids` whose copied columns may all travel as binary COPY
-/// ([`plan::BINARY_ELIGIBLE_SQL`]).
-async fn binary_eligible(
-    client: &Client,
-    side: Side,
-    oids: &[u32],
-) -> Result<BTreeSet<u32>, CopyError> {
-    let rows = client
-        .query(plan::BINARY_ELIGIBLE_SQL, &[&oids])
-        .await
-        .map_err(db(side, "reading the column types"))?;
-    Ok(rows
-        .iter()
-        .filter(|r| r.get::<_, Option<bool>>(1).unwrap_or(false))
-        .map(|r| r.get(0))
-        .collect())
-}
-
 fn names(tables: &[TableName]) -> String {
     tables
         .iter()
@@ -487,473 +408,38 @@ fn names(tables: &[TableName]) -> String {
         .join(", ")
 }
 
-/// One table of the copy.
-struct TableJob {
-    source: Table,
-    target: Table,
-    columns: Vec<String>,
-    /// Tables (indexes into the job list) to load before this one.
-    parents: Vec<usize>,
-    /// Tables linked by foreign keys share a snapshot: the group's index.
-    group: Option<usize>,
-    /// A foreign key on the target references this table.
-    referenced: bool,
-    /// Parts not yet copied (counts down as they commit).
-    remaining: usize,
-    /// Emptied before the copy in its own transaction (truncate mode, tables that
-    /// cannot be emptied inside the copy transaction).
-    truncated_up_front: bool,
-    /// Text, or binary where that is safe.
-    format: plan::Format,
-}
-
-/// One table or range to copy.
-struct Unit {
-    job: usize,
-    part: Part,
-    estimated_rows: u64,
-    /// Empty the table in the copy transaction (then COPY FREEZE).
-    truncate_in_tx: bool,
-}
-
-/// The copy's shared state: what is left, what is ready.
-struct Schedule {
-    pending: Vec<usize>,
-    remaining: Vec<usize>,
-    parents: Vec<Vec<usize>>,
-    group_left: HashMap<usize, usize>,
-    failed: bool,
-}
-
-impl Schedule {
-    /// The largest ready unit (all its table's parents copied), if any.
-    fn next(&mut self, units: &[Unit]) -> Option<usize> {
-        let pos = self.pending.iter().position(|&u| {
-            self.parents[units[u].job]
-                .iter()
-                .all(|&p| self.remaining[p] == 0)
-        })?;
-        Some(self.pending.remove(pos))
-    }
-}
-
-/// Exported snapshots of the groups of tables linked by foreign keys: a
-/// REPEATABLE READ transaction on the source that locked every table of the
-/// group and stays open until the group is copied.
-struct Snapshot {
-    client: Client,
-    id: String,
-}
-
 /// `pgduplex onetimecopy` on the analysed `pair` (see [`crate::check::analyse`]).
+///
+/// The steps are those of the module doc's list. Nothing is changed on either
+/// side before step 2, once every reason to refuse has been looked for; the plan
+/// is recorded on the target (step 3) before any row moves.
 pub async fn run(
     config: &Config,
     pair: Analysis,
     options: &CopyOptions,
 ) -> Result<CopySummary, CopyError> {
     let started = Instant::now();
-    let sync = config.replication.sync.clone();
+    let sync = config.replication.sync.as_str();
     let source_side = options.from;
     let target_side = source_side.other();
 
-    // 1. Read only: the pair, the tables, the target's state. Nothing is changed
-    //    before every reason to refuse has been looked for.
-    let analysis = pair;
-    // What blocks the install blocks the copy. Findings about the apply only
-    // (foreign-key actions, user triggers) are looked at below for the copy's own
-    // writes, which are INSERTs only.
-    let blocking = analysis.report.blocking_install();
-    if blocking > 0 || analysis.left.is_none() || analysis.right.is_none() {
-        return Err(analysis.not_ready(blocking).into());
-    }
-    // What the install in step 2 captures: every replicable table (left, right).
-    let install_tables = analysis.tables.clone();
-    let (Some(left), Some(right)) = (analysis.left, analysis.right) else {
-        unreachable!("both sides were just found connected");
-    };
-    let (mut src, mut tgt) = match source_side {
-        Side::Left => (left, right),
-        Side::Right => (right, left),
-    };
-    let all: Vec<(Table, Table)> = analysis
-        .tables
-        .into_iter()
-        .map(|(l, r)| match source_side {
-            Side::Left => (l, r),
-            Side::Right => (r, l),
-        })
-        .collect();
-    let all_names: Vec<TableName> = all.iter().map(|(s, _)| s.name.clone()).collect();
-    let selected: Vec<(Table, Table)> = all
-        .into_iter()
-        .filter(|(s, _)| {
-            options
-                .tables
-                .as_ref()
-                .is_none_or(|re| re.is_match(&s.name.qualified()))
-        })
-        .collect();
-    if selected.is_empty() {
-        return Err(CopyError::NoTables);
-    }
-    let target_client = &tgt.client;
-    session::pin_settings(target_client, SEARCH_PATH)
-        .await
-        .map_err(db(target_side, "setting up the session"))?;
-    let run_record = store::copy_run(target_client, &sync)
-        .await
-        .map_err(db(target_side, "reading the copy's record"))?;
-    let mut recorded = read_progress(target_client, target_side, &sync).await?;
-    // A finished copy run again with --mode truncate starts over.
-    let restart = options.mode == CopyMode::Truncate
-        && run_record.as_ref().is_some_and(|r| r.finished_at.is_some());
-    if restart {
-        for (s, _) in &selected {
-            recorded.remove(&s.name);
-        }
-    }
-    let done_parts = |name: &TableName| -> usize {
-        recorded
-            .get(name)
-            .map_or(0, |v| v.iter().filter(|r| r.done).count())
-    };
-    let complete = |name: &TableName| -> bool {
-        recorded
-            .get(name)
-            .is_some_and(|v| !v.is_empty() && v.iter().all(|r| r.done))
-    };
-
-    // Foreign keys on the target between the selected tables.
-    let strategy = match options.fk {
-        FkStrategy::Auto if tgt.can_use_replica_role => FkStrategy::Replica,
-        FkStrategy::Auto => FkStrategy::Order,
-        FkStrategy::Replica if !tgt.can_use_replica_role => {
-            return Err(CopyError::ReplicaRoleNotAllowed { side: target_side })
-        }
-        s => s,
-    };
-    // User triggers on the target fire on the copy's INSERTs unless guarded by
-    // pgduplex.applying, or (for those not ENABLE ALWAYS) under replica role.
-    if !config.replication.allow_apply_triggers {
-        let firing: Vec<String> = selected
-            .iter()
-            .flat_map(|(_, t)| t.user_triggers.iter())
-            .filter(|tr| {
-                !tr.guarded
-                    && tr.enabled != 'D'
-                    && !(strategy == FkStrategy::Replica && tr.enabled == 'O')
-                    && tr.definition.contains("INSERT")
-            })
-            .map(|tr| format!("{} on {}", tr.name, tr.table))
-            .collect();
-        if !firing.is_empty() {
-            return Err(CopyError::Triggers {
-                side: target_side,
-                triggers: firing.join(", "),
-            });
-        }
-    }
-    let sel_names: Vec<TableName> = selected.iter().map(|(_, t)| t.name.clone()).collect();
-    let idx_of: HashMap<&TableName, usize> =
-        sel_names.iter().enumerate().map(|(i, n)| (n, i)).collect();
-    let fks = &tgt.catalog.foreign_keys;
-    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); selected.len()];
-    let mut self_ref = vec![false; selected.len()];
-    let mut edges = Vec::new();
-    for fk in fks {
-        if let (Some(&c), Some(&p)) = (idx_of.get(&fk.table), idx_of.get(&fk.references)) {
-            if c == p {
-                self_ref[c] = true;
-            } else {
-                edges.push((c, p));
-                if strategy == FkStrategy::Order && !parents[c].contains(&p) {
-                    parents[c].push(p);
-                }
-            }
-        }
-    }
-    // Tables on either end of a foreign key: TRUNCATE refuses a referenced table
-    // alone, so these are emptied up front, all in one statement, never inside
-    // their copy transaction.
-    let referenced: BTreeSet<&TableName> = fks
-        .iter()
-        .flat_map(|fk| [&fk.references, &fk.table])
-        .collect();
-    if strategy == FkStrategy::Order {
-        let unfinished: Vec<TableName> =
-            sel_names.iter().filter(|n| !complete(n)).cloned().collect();
-        let (_, cyclic) = foreign_key_order(&unfinished, fks);
-        if !cyclic.is_empty() {
-            return Err(CopyError::FkCycle {
-                side: target_side,
-                tables: names(&cyclic),
-            });
-        }
-    }
-    // Groups sharing a snapshot: connected by foreign keys that the target checks
-    // (order) or validates afterwards (drop-readd).
-    let mut group_of: Vec<Option<usize>> = vec![None; selected.len()];
-    if strategy != FkStrategy::Replica {
-        let mut root: Vec<usize> = (0..selected.len()).collect();
-        fn find(root: &mut [usize], i: usize) -> usize {
-            let mut i = i;
-            while root[i] != i {
-                root[i] = root[root[i]];
-                i = root[i];
-            }
-            i
-        }
-        for &(a, b) in &edges {
-            let (ra, rb) = (find(&mut root, a), find(&mut root, b));
-            if ra != rb {
-                root[ra] = rb;
-            }
-        }
-        let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for i in 0..selected.len() {
-            let r = find(&mut root, i);
-            members.entry(r).or_default().push(i);
-        }
-        for (g, m) in members.values().filter(|m| m.len() > 1).enumerate() {
-            for &i in m {
-                group_of[i] = Some(g);
-            }
-        }
-    }
-
-    // if-empty: every table without a copied part must be empty on the target.
-    let mut to_check = Vec::new();
-    for (_, t) in &selected {
-        if done_parts(&t.name) == 0 && !complete(&t.name) {
-            to_check.push(t.name.clone());
-        }
-    }
-    if options.mode == CopyMode::IfEmpty {
-        let mut not_empty = Vec::new();
-        for name in &to_check {
-            let has_rows: bool = target_client
-                .query_one(
-                    &format!("SELECT EXISTS (SELECT 1 FROM {})", name.quoted()),
-                    &[],
-                )
-                .await
-                .map_err(db(target_side, "checking that the target tables are empty"))?
-                .get(0);
-            if has_rows {
-                not_empty.push(name.clone());
-            }
-        }
-        if !not_empty.is_empty() {
-            return Err(CopyError::NotEmpty {
-                side: target_side,
-                them: if not_empty.len() == 1 { "it" } else { "them" },
-                tables: names(&not_empty),
-            });
-        }
-    }
+    // 1. Read only: the pair, the tables, the target's state, the refusals.
+    let mut pre = preflight::look(config, pair, options).await?;
 
     // 2. The capture, so that changes made during the copy are in the deltas.
-    {
-        let (l, r) = match source_side {
-            Side::Left => (&mut src.client, &mut tgt.client),
-            Side::Right => (&mut tgt.client, &mut src.client),
-        };
-        setup::install_on(config, &install_tables, l, r).await?;
-    }
-    let target_client = &tgt.client;
-    if let Some((installed, session)) = session::apply_role(target_client, &sync)
-        .await
-        .map_err(db(target_side, "reading the apply role"))?
-        .mismatch()
-    {
-        return Err(CopyError::ApplyRole {
-            side: target_side,
-            installed,
-            session,
-        });
-    }
+    install_capture(config, &mut pre, source_side).await?;
+    refuse_apply_role_mismatch(&pre.tgt.client, target_side, sync).await?;
 
-    // 3. The plan: parts of tables not planned yet, recorded before any row moves.
-    let source_client = &src.client;
-    session::pin_settings(source_client, SEARCH_PATH)
-        .await
-        .map_err(db(source_side, "setting up the session"))?;
-    let source_oids: Vec<u32> = selected.iter().map(|(s, _)| s.oid).collect();
-    let estimate = estimates(source_client, source_side, &source_oids).await?;
-    // COPY format per table: binary where it is safe (same major version on both
-    // sides, built-in types with binary I/O only, on both sides), else text.
-    // PGDUPLEX_COPY_FORMAT=text forces text (for measurements, or as an escape hatch).
-    let binary_ok: BTreeSet<TableName> = if src.catalog.server_version_num / 10000
-        == tgt.catalog.server_version_num / 10000
-        && std::env::var("PGDUPLEX_COPY_FORMAT").as_deref() != Ok("text")
-    {
-        let target_oids: Vec<u32> = selected.iter().map(|(_, t)| t.oid).collect();
-        let s_ok = binary_eligible(source_client, source_side, &source_oids).await?;
-        let t_ok = binary_eligible(target_client, target_side, &target_oids).await?;
-        selected
-            .iter()
-            .filter(|(s, t)| s_ok.contains(&s.oid) && t_ok.contains(&t.oid))
-            .map(|(_, t)| t.name.clone())
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
-    let mut new_records: Vec<(TableName, Part)> = Vec::new();
-    for (i, (s, t)) in selected.iter().enumerate() {
-        if recorded.contains_key(&t.name) {
-            continue;
-        }
-        let n = plan::part_count(
-            estimate.get(&s.oid).copied().unwrap_or(0),
-            options.range_rows,
-        );
-        let column = plan::split_column(s);
-        let can_split = !(self_ref[i] && strategy == FkStrategy::Order);
-        let parts = match (n > 1 && can_split, column) {
-            (true, Some(col)) => {
-                let row = source_client
-                    .query_one(
-                        &format!(
-                            "SELECT min({c})::pg_catalog.int8, max({c})::pg_catalog.int8 FROM {}",
-                            s.name.quoted(),
-                            c = pgduplex_pg::quote_ident(&col)
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(db(source_side, "reading a table's key range"))?;
-                match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
-                    (Some(min), Some(max)) => plan::split(&col, min, max, n),
-                    _ => vec![Part::whole()],
-                }
-            }
-            _ => vec![Part::whole()],
-        };
-        tracing::debug!(table = %t.name, parts = parts.len(), "planned");
-        if parts.len() > 1 {
-            tracing::info!(
-                table = %t.name,
-                ranges = parts.len(),
-                column = parts[0].key_column.as_deref().unwrap_or(""),
-                "large table: split into key ranges"
-            );
-        }
-        for p in parts {
-            new_records.push((t.name.clone(), p));
-        }
-    }
-    {
-        let mut tgt_client = tgt.client;
-        let tx = tgt_client
-            .transaction()
-            .await
-            .map_err(db(target_side, "recording the copy's plan"))?;
-        if restart {
-            store::forget_copy_parts(&tx, &sync, &sel_names)
-                .await
-                .map_err(db(target_side, "clearing the finished copy's progress"))?;
-        }
-        store::record_copy_started(
-            &tx,
-            &sync,
-            source_side.as_str(),
-            options.mode.as_str(),
-            restart,
-        )
-        .await
-        .map_err(db(target_side, "recording the copy"))?;
-        for (name, p) in &new_records {
-            let part = store::CopyPart {
-                table: name.clone(),
-                part: p.part,
-                parts: p.parts,
-                key_column: p.key_column.clone(),
-                lower: p.lower,
-                upper: p.upper,
-                done: false,
-            };
-            store::record_copy_part(&tx, &sync, &part)
-                .await
-                .map_err(db(target_side, "recording the copy's plan"))?;
-            recorded.entry(name.clone()).or_default().push(Recorded {
-                part: p.clone(),
-                done: false,
-            });
-        }
-        tx.commit()
-            .await
-            .map_err(db(target_side, "recording the copy's plan"))?;
-        drop(tgt_client);
-    }
-
-    // 4. Jobs and units.
-    let mut jobs: Vec<TableJob> = Vec::new();
-    let mut units: Vec<Unit> = Vec::new();
+    // 3. and 4. The plan, recorded before any row moves; the jobs and units.
+    let work = plan_and_record(&mut pre, sync, options).await?;
+    drop(pre.tgt);
+    let strategy = pre.strategy;
     let mut summary = CopySummary {
         source: Some(source_side),
+        parts_already_done: work.parts_already_done,
+        tables_already_done: work.tables_already_done.clone(),
         ..CopySummary::default()
     };
-    for (i, (s, t)) in selected.iter().enumerate() {
-        let recs = recorded.get(&t.name).cloned().unwrap_or_default();
-        let todo: Vec<&Recorded> = recs.iter().filter(|r| !r.done).collect();
-        summary.parts_already_done += recs.len() - todo.len();
-        if todo.is_empty() {
-            summary.tables_already_done.push(t.name.clone());
-        }
-        let is_referenced = referenced.contains(&t.name);
-        let fresh = todo.len() == recs.len();
-        let whole_in_tx =
-            recs.len() == 1 && plan::truncate_in_copy(t, &recs[0].part, is_referenced);
-        jobs.push(TableJob {
-            source: s.clone(),
-            target: t.clone(),
-            columns: plan::copied_columns(s),
-            format: if binary_ok.contains(&t.name) {
-                plan::Format::Binary
-            } else {
-                plan::Format::Text
-            },
-            parents: parents[i].clone(),
-            group: group_of[i],
-            referenced: is_referenced,
-            remaining: todo.len(),
-            truncated_up_front: options.mode == CopyMode::Truncate && fresh && !whole_in_tx,
-        });
-        let per_part = u64::try_from(estimate.get(&s.oid).copied().unwrap_or(0)).unwrap_or(0)
-            / recs.len().max(1) as u64;
-        for r in todo {
-            units.push(Unit {
-                job: i,
-                part: r.part.clone(),
-                estimated_rows: per_part,
-                truncate_in_tx: whole_in_tx,
-            });
-        }
-    }
-    if summary.parts_already_done > 0 {
-        tracing::info!(
-            already_done = summary.parts_already_done,
-            to_copy = units.len(),
-            complete_tables = %names(&summary.tables_already_done),
-            "resuming an interrupted copy: only the parts not copied yet are copied"
-        );
-    }
-    let groups: BTreeMap<usize, Vec<TableName>> = jobs.iter().fold(BTreeMap::new(), |mut m, j| {
-        if let Some(g) = j.group {
-            m.entry(g).or_default().push(j.target.name.clone());
-        }
-        m
-    });
-    for members in groups.values() {
-        tracing::info!(
-            tables = %names(members),
-            "these tables are linked by foreign keys on the target: they are read from one shared snapshot"
-        );
-    }
-    if strategy == FkStrategy::Replica {
-        tracing::info!("the target's foreign keys are not checked while copying (session_replication_role = replica): one snapshot per table or range");
-    }
-
     let [l_end, r_end] = endpoints(config)?;
     let (src_end, tgt_end) = match source_side {
         Side::Left => (l_end, r_end),
@@ -964,158 +450,32 @@ pub async fn run(
     } else {
         TARGET_SETTINGS.to_string()
     };
-    let retry = setup::lock_retry(config);
 
-    // 5. Truncate mode: tables that cannot be emptied inside their copy
-    //    transaction are emptied now, together (foreign keys between them allow
-    //    that only all at once).
-    let up_front: Vec<TableName> = jobs
-        .iter()
-        .filter(|j| j.truncated_up_front && j.remaining > 0)
-        .map(|j| j.target.name.clone())
-        .collect();
-    let mut tclient = connect(&tgt_end, target_side, &target_extra).await?;
-    if !up_front.is_empty() {
-        let list = up_front
-            .iter()
-            .map(|n| n.quoted())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let tx = tclient
-            .transaction()
-            .await
-            .map_err(db(target_side, "emptying the target tables"))?;
-        tx.batch_execute(&format!(
-            "SET LOCAL {APPLYING_SETTING} = on; TRUNCATE {list}"
-        ))
-        .await
-        .map_err(db(target_side, "emptying the target tables (TRUNCATE)"))?;
-        tx.commit()
-            .await
-            .map_err(db(target_side, "emptying the target tables"))?;
-        tracing::info!(tables = %names(&up_front), "target tables emptied (--mode truncate)");
-    }
-
-    // 6. What the copy drops to go faster, saved first.
-    let pending_oids: Vec<u32> = jobs
-        .iter()
-        .filter(|j| j.remaining > 0)
-        .map(|j| j.target.oid)
-        .collect();
-    if options.defer_indexes && !pending_oids.is_empty() {
-        let key_indexes: Vec<String> = jobs
-            .iter()
-            .filter_map(|j| match &j.target.key.as_ref()?.source {
-                KeySource::PrimaryKey(n) | KeySource::UniqueIndex(n) => Some(n.clone()),
-            })
-            .collect();
-        let items =
-            ddl::secondary_indexes(&tclient, target_side, &pending_oids, &key_indexes).await?;
-        ddl::save_and_drop(&mut tclient, target_side, &sync, &retry, &items).await?;
-    }
-    if strategy == FkStrategy::DropReadd && !pending_oids.is_empty() {
-        let items = ddl::foreign_keys(&tclient, target_side, &pending_oids).await?;
-        ddl::save_and_drop(&mut tclient, target_side, &sync, &retry, &items).await?;
-    }
-    drop(tclient);
+    // 5. and 6. The target made ready: tables emptied up front, what the copy
+    //    drops to go faster saved and dropped.
+    let jobs = &work.jobs;
+    ddl::prepare_target(config, options, strategy, jobs, &tgt_end, &target_extra).await?;
 
     // 7. The copy itself.
-    let estimated: u64 = units.iter().map(|u| u.estimated_rows).sum();
-    let progress = CopyProgress::new(estimated, units.len() as u64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reporter = tokio::spawn(CopyProgress::report(
-        progress.clone(),
-        options.progress,
-        stop_rx,
-    ));
-    units.sort_by_key(|u| std::cmp::Reverse(u.estimated_rows));
-    let mut group_left: HashMap<usize, usize> = HashMap::new();
-    for u in &units {
-        if let Some(g) = jobs[u.job].group {
-            *group_left.entry(g).or_default() += 1;
-        }
-    }
-    let shared = Arc::new(Shared {
-        schedule: Mutex::new(Schedule {
-            pending: (0..units.len()).collect(),
-            remaining: jobs.iter().map(|j| j.remaining).collect(),
-            parents: jobs.iter().map(|j| j.parents.clone()).collect(),
-            group_left,
-            failed: false,
-        }),
-        wake: tokio::sync::Notify::new(),
-        snapshots: tokio::sync::Mutex::new(HashMap::new()),
-        units,
-        jobs,
-        progress: progress.clone(),
-        src_end,
-        tgt_end,
-        source_side,
-        target_extra,
-        sync: sync.clone(),
-        truncate_mode: options.mode == CopyMode::Truncate,
-        rebuild_in_tx: std::env::var("PGDUPLEX_COPY_KEEP_INDEXES").as_deref() != Ok("1"),
-        stats: Mutex::new(Stats::default()),
-        cancelled: AtomicBool::new(false),
-    });
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.jobs.max(1).min(shared.units.len().max(1)) {
-        let shared = shared.clone();
-        workers.spawn(async move { shared.worker().await });
-    }
-    let mut first_err = None;
-    while let Some(r) = workers.join_next().await {
-        let r = r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())));
-        if let Err(e) = r {
-            shared.cancel();
-            first_err.get_or_insert(e);
-        }
-    }
-    // Close whatever exported snapshots are left (after a failure).
-    for (_, snap) in shared.snapshots.lock().await.drain() {
-        let _ = snap.client.batch_execute("ROLLBACK").await;
-    }
-    let _ = stop_tx.send(true);
-    let _ = reporter.await;
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    {
+    let shared = Shared::new(work, src_end, tgt_end, target_extra, sync, options);
+    let shared = Arc::new(shared);
+    schedule::run_workers(&shared, options.jobs, options.progress).await?;
+    let copied: Vec<TableName> = {
         let stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         summary.rows = stats.rows;
         summary.bytes = stats.bytes;
         summary.parts = stats.parts;
         summary.tables = stats.tables.len();
-    }
-
-    // 8. Put back what was dropped (also by an earlier, killed run), then ANALYZE.
-    summary.restored = ddl::restore_all(
-        &shared.tgt_end,
-        target_side,
-        &sync,
-        options.jobs,
-        &shared.target_extra,
-    )
-    .await?;
-    let copied: Vec<TableName> = {
-        let stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.tables.iter().cloned().collect()
     };
-    analyze(&shared.tgt_end, target_side, &copied, options.jobs).await?;
+
+    // 8. Put back what was dropped (also by an earlier, killed run), then ANALYZE.
+    let (tgt_end, extra) = (&shared.tgt_end, &shared.target_extra);
+    summary.restored = ddl::restore_all(tgt_end, target_side, sync, options.jobs, extra).await?;
+    ddl::analyze(tgt_end, target_side, &copied, options.jobs).await?;
 
     // 9. Done when every replicated table is copied.
-    let client = connect(&shared.tgt_end, target_side, "").await?;
-    let progress_now = read_progress(&client, target_side, &sync).await?;
-    summary.complete = all_names.iter().all(|n| {
-        progress_now
-            .get(n)
-            .is_some_and(|v| !v.is_empty() && v.iter().all(|r| r.done))
-    });
-    if summary.complete {
-        store::record_copy_done(&client, &sync)
-            .await
-            .map_err(db(target_side, "recording the end of the copy"))?;
-    }
+    summary.complete = record_if_complete(tgt_end, target_side, sync, &pre.all_names).await?;
     summary.elapsed = started.elapsed();
     tracing::info!(
         tables = summary.tables,
@@ -1128,488 +488,239 @@ pub async fn run(
     Ok(summary)
 }
 
-/// ANALYZE of the copied tables, on up to `jobs` connections.
-async fn analyze(
-    endpoint: &Endpoint,
-    side: Side,
-    tables: &[TableName],
-    jobs: usize,
+/// Step 2: the capture of every replicable table on both sides.
+async fn install_capture(
+    config: &Config,
+    pre: &mut Preflight,
+    source_side: Side,
 ) -> Result<(), CopyError> {
-    let queue = Arc::new(Mutex::new(tables.to_vec()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..jobs.max(1).min(tables.len()) {
-        let queue = queue.clone();
-        let endpoint = endpoint.clone();
-        tasks.spawn(async move {
-            let client = connect(&endpoint, side, "").await?;
-            loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let Some(t) = next else { return Ok(()) };
-                client
-                    .batch_execute(&format!("ANALYZE {}", t.quoted()))
-                    .await
-                    .map_err(db(side, "analysing a copied table"))?;
-            }
+    let (l, r) = match source_side {
+        Side::Left => (&mut pre.src.client, &mut pre.tgt.client),
+        Side::Right => (&mut pre.tgt.client, &mut pre.src.client),
+    };
+    setup::install_on(config, &pre.install_tables, l, r).await?;
+    Ok(())
+}
+
+/// Step 2: the copy's session must be the apply role the capture was installed
+/// for, or the target's capture would record the copied rows.
+async fn refuse_apply_role_mismatch(
+    client: &Client,
+    side: Side,
+    sync: &str,
+) -> Result<(), CopyError> {
+    if let Some((installed, session)) = session::apply_role(client, sync)
+        .await
+        .map_err(db(side, "reading the apply role"))?
+        .mismatch()
+    {
+        return Err(CopyError::ApplyRole {
+            side,
+            installed,
+            session,
         });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap_or_else(|e| Err(CopyError::Task(e.to_string())))?;
     }
     Ok(())
 }
 
-#[derive(Default)]
-struct Stats {
-    rows: u64,
-    bytes: u64,
-    parts: usize,
-    tables: BTreeSet<TableName>,
+/// Steps 3 and 4: the source's estimates and the COPY formats; the parts of the
+/// tables not planned yet, recorded on the target with the run in one
+/// transaction; then the jobs and units of what is left to copy.
+async fn plan_and_record(
+    pre: &mut Preflight,
+    sync: &str,
+    options: &CopyOptions,
+) -> Result<plan::Work, CopyError> {
+    let source_side = options.from;
+    session::pin_settings(&pre.src.client, SEARCH_PATH)
+        .await
+        .map_err(db(source_side, "setting up the session"))?;
+    let source_oids: Vec<u32> = pre.selected.iter().map(|(s, _)| s.oid).collect();
+    let estimate = plan::estimates(&pre.src.client, source_side, &source_oids).await?;
+    let binary =
+        plan::binary_tables(&pre.src, &pre.tgt, &pre.selected, options.copy_format).await?;
+    let new_parts = plan::new_parts(
+        &pre.src.client,
+        source_side,
+        &pre.selected,
+        &pre.recorded,
+        &estimate,
+        &pre.links.whole_only,
+        options.range_rows,
+    )
+    .await?;
+    let record = PlanRecord {
+        restart: pre.restart,
+        tables: &pre.selected_names,
+        new_parts: &new_parts,
+    };
+    record_plan(
+        &mut pre.tgt.client,
+        source_side.other(),
+        sync,
+        options,
+        &record,
+    )
+    .await?;
+    for (name, part) in new_parts {
+        pre.recorded
+            .entry(name)
+            .or_default()
+            .push(RecordedPart { part, done: false });
+    }
+    let work = plan::work(
+        &pre.selected,
+        &pre.recorded,
+        &estimate,
+        &binary,
+        &pre.links,
+        options.mode == CopyMode::Truncate,
+    );
+    log_plan(&work, pre.strategy);
+    Ok(work)
 }
 
-/// What the workers share.
-struct Shared {
-    schedule: Mutex<Schedule>,
-    wake: tokio::sync::Notify,
-    snapshots: tokio::sync::Mutex<HashMap<usize, Arc<Snapshot>>>,
-    units: Vec<Unit>,
-    jobs: Vec<TableJob>,
-    progress: Arc<CopyProgress>,
-    src_end: Endpoint,
-    tgt_end: Endpoint,
-    source_side: Side,
-    target_extra: String,
-    sync: String,
-    /// `--mode truncate`: a table copied whole is emptied in its copy transaction.
-    truncate_mode: bool,
-    /// A table emptied in its copy transaction has its indexes dropped before the
-    /// COPY and rebuilt after it, in that transaction (on unless
-    /// PGDUPLEX_COPY_KEEP_INDEXES=1).
-    rebuild_in_tx: bool,
-    stats: Mutex<Stats>,
-    cancelled: AtomicBool,
+/// What step 3 records on the target.
+struct PlanRecord<'a> {
+    /// A finished copy starts over: the selected tables' progress is cleared.
+    restart: bool,
+    /// The selected tables.
+    tables: &'a [TableName],
+    /// Parts of the tables that have none recorded yet.
+    new_parts: &'a [(TableName, Part)],
 }
 
-enum Next {
-    Unit(usize),
-    Wait,
-    Done,
+/// Step 3: the run and its new parts recorded on the target, in one transaction.
+async fn record_plan(
+    client: &mut Client,
+    side: Side,
+    sync: &str,
+    options: &CopyOptions,
+    plan: &PlanRecord<'_>,
+) -> Result<(), CopyError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db(side, "recording the copy's plan"))?;
+    if plan.restart {
+        store::forget_copy_parts(&tx, sync, plan.tables)
+            .await
+            .map_err(db(side, "clearing the finished copy's progress"))?;
+    }
+    store::record_copy_started(
+        &tx,
+        sync,
+        options.from.as_str(),
+        options.mode.as_str(),
+        plan.restart,
+    )
+    .await
+    .map_err(db(side, "recording the copy"))?;
+    for (name, p) in plan.new_parts {
+        let part = store::CopyPart {
+            table: name.clone(),
+            part: p.part,
+            parts: p.parts,
+            key_column: p.key_column.clone(),
+            lower: p.lower,
+            upper: p.upper,
+            done: false,
+        };
+        store::record_copy_part(&tx, sync, &part)
+            .await
+            .map_err(db(side, "recording the copy's plan"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(db(side, "recording the copy's plan"))
 }
 
-impl Shared {
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.schedule
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed = true;
-        self.wake.notify_waiters();
-    }
-
-    fn next(&self) -> Next {
-        let mut s = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
-        if s.failed || s.pending.is_empty() {
-            return Next::Done;
-        }
-        match s.next(&self.units) {
-            Some(u) => Next::Unit(u),
-            None => Next::Wait,
-        }
-    }
-
-    async fn worker(self: Arc<Self>) -> Result<(), CopyError> {
-        let mut conns: Option<(Client, Client)> = None;
-        loop {
-            let notified = self.wake.notified();
-            let u = match self.next() {
-                Next::Done => return Ok(()),
-                Next::Wait => {
-                    notified.await;
-                    continue;
-                }
-                Next::Unit(u) => u,
-            };
-            if conns.is_none() {
-                let s = connect(&self.src_end, self.source_side, "").await?;
-                let t =
-                    connect(&self.tgt_end, self.source_side.other(), &self.target_extra).await?;
-                conns = Some((s, t));
-            }
-            let (src, tgt) = conns.as_mut().expect("connected above");
-            let result = self.copy_unit(u, src, tgt).await;
-            let unit = &self.units[u];
-            let job = &self.jobs[unit.job];
-            if let Err(e) = result {
-                // The connections may be mid-COPY: never reuse them.
-                drop(conns.take());
-                return Err(e);
-            }
-            let group_done = {
-                let mut s = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
-                s.remaining[unit.job] -= 1;
-                match job.group {
-                    Some(g) => {
-                        let left = s.group_left.get_mut(&g).expect("counted at start");
-                        *left -= 1;
-                        (*left == 0).then_some(g)
-                    }
-                    None => None,
-                }
-            };
-            if let Some(g) = group_done {
-                if let Some(snap) = self.snapshots.lock().await.remove(&g) {
-                    let _ = snap.client.batch_execute("ROLLBACK").await;
-                    tracing::info!(group = g, "shared snapshot released");
-                }
-            }
-            self.wake.notify_waiters();
-        }
-    }
-
-    /// The exported snapshot of group `g`, taken now if it is the group's first unit.
-    async fn snapshot(&self, g: usize) -> Result<String, CopyError> {
-        let side = self.source_side;
-        let mut snaps = self.snapshots.lock().await;
-        if let Some(s) = snaps.get(&g) {
-            return Ok(s.id.clone());
-        }
-        let client = connect(&self.src_end, side, "").await?;
-        let tables: Vec<String> = self
-            .jobs
-            .iter()
-            .filter(|j| j.group == Some(g))
-            .map(|j| j.source.name.quoted())
-            .collect();
-        client
-            .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE",
-                tables.join(", ")
-            ))
-            .await
-            .map_err(db(side, "locking the tables of a shared snapshot"))?;
-        let id: String = client
-            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
-            .await
-            .map_err(db(side, "exporting a snapshot"))?
-            .get(0);
-        snaps.insert(
-            g,
-            Arc::new(Snapshot {
-                client,
-                id: id.clone(),
-            }),
-        );
-        Ok(id)
-    }
-
-    /// Copies one table or range: source and target transactions, the rows piped
-    /// between them, and the progress record committed with the rows.
-    async fn copy_unit(
-        &self,
-        u: usize,
-        src: &mut Client,
-        tgt: &mut Client,
-    ) -> Result<(), CopyError> {
-        let unit = &self.units[u];
-        let job = &self.jobs[unit.job];
-        let name = &job.source.name;
-        let tname = &job.target.name;
-        let label = unit.part.label();
-        let source_side = self.source_side;
-        let target_side = source_side.other();
-        let unit_err = |side: Side| {
-            let table = name.clone();
-            let part = label.clone();
-            move |source| CopyError::Unit {
-                table,
-                part,
-                side,
-                source,
-            }
-        };
-        let snapshot = match job.group {
-            Some(g) => Some(self.snapshot(g).await?),
-            None => None,
-        };
-        let started = Instant::now();
-        // Source: the lock before the snapshot (LOCK takes none; the snapshot is
-        // taken by the first query after it, or imported).
-        let mut begin = format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE",
-            name.quoted()
-        );
-        if let Some(id) = &snapshot {
-            begin.push_str(&format!("; SET TRANSACTION SNAPSHOT {}", quote_literal(id)));
-        }
-        src.batch_execute(&begin)
-            .await
-            .map_err(unit_err(source_side))?;
-        let result = self.pipe(unit, src, tgt, &unit_err, started).await;
-        let _ = src.batch_execute("ROLLBACK").await;
-        if result.is_err() {
-            let _ = tgt.batch_execute("ROLLBACK").await;
-        }
-        let (rows, bytes) = result?;
-        tracing::debug!(table = %tname, part = unit.part.part, rows, bytes, "copied");
-        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats.rows += rows;
-        stats.bytes += bytes;
-        stats.parts += 1;
-        stats.tables.insert(tname.clone());
-        let _ = target_side;
-        Ok(())
-    }
-
-    /// Drops the indexes of `job`'s table that [`DEFERRABLE_INDEXES_SQL`] allows,
-    /// in the copy transaction (after its TRUNCATE), behind a savepoint: if a drop
-    /// is refused (something depends on the index after all), every index stays
-    /// and the rows are copied into them as usual.
-    async fn drop_indexes_in_tx(
-        &self,
-        tgt: &mut Client,
-        job: &TableJob,
-    ) -> Result<Vec<InTxIndex>, CopyError> {
-        let target_side = self.source_side.other();
-        let rows = tgt
-            .query(DEFERRABLE_INDEXES_SQL, &[&job.target.oid])
-            .await
-            .map_err(db(
-                target_side,
-                "listing the indexes to build after the rows",
-            ))?;
-        let list: Vec<InTxIndex> = rows
-            .iter()
-            .map(|r| InTxIndex {
-                name: r.get(0),
-                index_def: r.get(1),
-                constraint: match (r.get::<_, Option<String>>(2), r.get::<_, Option<String>>(3)) {
-                    (Some(n), Some(d)) => Some((n, d)),
-                    _ => None,
-                },
-            })
-            .collect();
-        if list.is_empty() {
-            return Ok(list);
-        }
-        let tq = job.target.name.quoted();
-        let mut sql = String::from("SAVEPOINT pgduplex_indexes");
-        for ix in &list {
-            match &ix.constraint {
-                Some((name, _)) => sql.push_str(&format!(
-                    "; ALTER TABLE {tq} DROP CONSTRAINT {}",
-                    pgduplex_pg::quote_ident(name)
-                )),
-                None => sql.push_str(&format!(
-                    "; DROP INDEX {}",
-                    TableName::new(job.target.name.schema.clone(), ix.name.clone()).quoted()
-                )),
-            }
-        }
-        sql.push_str(&format!(
-            "; RELEASE SAVEPOINT pgduplex_indexes; \
-             SELECT pg_catalog.set_config('maintenance_work_mem', '{}kB', true) \
-              WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) < {REBUILD_WORK_MEM}",
-            REBUILD_WORK_MEM / 1024
-        ));
-        match tgt.batch_execute(&sql).await {
-            Ok(()) => Ok(list),
-            Err(e) => {
-                tracing::warn!(
-                    table = %job.target.name,
-                    error = %e,
-                    "could not drop the table's indexes for the copy: copying into them"
-                );
-                tgt.batch_execute("ROLLBACK TO SAVEPOINT pgduplex_indexes")
-                    .await
-                    .map_err(db(target_side, "keeping the indexes"))?;
-                Ok(Vec::new())
-            }
-        }
-    }
-
-    async fn pipe<F, E>(
-        &self,
-        unit: &Unit,
-        src: &mut Client,
-        tgt: &mut Client,
-        unit_err: &F,
-        started: Instant,
-    ) -> Result<(u64, u64), CopyError>
-    where
-        F: Fn(Side) -> E,
-        E: FnOnce(tokio_postgres::Error) -> CopyError,
-    {
-        let job = &self.jobs[unit.job];
-        let source_side = self.source_side;
-        let target_side = source_side.other();
-        let lower = unit.part.lower.map(|v| v.to_string()).unwrap_or_default();
-        let upper = unit.part.upper.map(|v| v.to_string()).unwrap_or_default();
-        let snap_row = src
-            .query_one(
-                "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), \
-                        pg_catalog.txid_current_snapshot()::text",
-                &[&plan::LOWER_SETTING, &lower, &plan::UPPER_SETTING, &upper],
-            )
-            .await
-            .map_err(unit_err(source_side))?;
-        let snapshot_text: String = snap_row.get(2);
-
-        // Target: the no-echo setting, then (if it may) empty the table in this
-        // transaction so that COPY FREEZE applies.
-        tgt.batch_execute(&format!("BEGIN; SET LOCAL {APPLYING_SETTING} = on"))
-            .await
-            .map_err(unit_err(target_side))?;
-        let mut freeze = false;
-        let mut trigger_off: Option<String> = None;
-        let mut rebuild: Vec<InTxIndex> = Vec::new();
-        if unit.truncate_in_tx && !job.referenced {
-            let tq = job.target.name.quoted();
-            // ACCESS EXCLUSIVE first, so that nothing can be written between the
-            // check and the TRUNCATE (if-empty must never remove a row).
-            tgt.batch_execute(&format!("LOCK TABLE {tq} IN ACCESS EXCLUSIVE MODE"))
-                .await
-                .map_err(unit_err(target_side))?;
-            let may_empty = if self.truncate_mode {
-                true
-            } else {
-                let rows = tgt
-                    .simple_query(&format!("SELECT 1 FROM {tq} LIMIT 1"))
-                    .await
-                    .map_err(unit_err(target_side))?;
-                !rows
-                    .iter()
-                    .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-            };
-            if may_empty {
-                // The table is ours alone until commit (ACCESS EXCLUSIVE): no
-                // other session can write a row the capture would have to see, so
-                // the INSERT capture trigger is switched off for this transaction
-                // only and switched back on (ALWAYS) before the commit. Its
-                // transition table would otherwise hold every copied row
-                // (measured: BENCHMARKS.md, initial copy).
-                let trigger = pgduplex_pg::quote_ident(STATEMENT_TRIGGERS[0]);
-                tgt.batch_execute(&format!(
-                    "TRUNCATE {tq}; ALTER TABLE {tq} DISABLE TRIGGER {trigger}"
-                ))
-                .await
-                .map_err(unit_err(target_side))?;
-                trigger_off = Some(format!("ALTER TABLE {tq} ENABLE ALWAYS TRIGGER {trigger}"));
-                freeze = job.target.kind == TableKind::Ordinary;
-                if self.rebuild_in_tx && freeze {
-                    rebuild = self.drop_indexes_in_tx(tgt, job).await?;
-                }
-            } else {
-                return Err(CopyError::NotEmpty {
-                    side: target_side,
-                    tables: job.target.name.to_string(),
-                    them: "it",
-                });
-            }
-        }
-        let out_sql = plan::copy_out_sql(&job.source.name, &job.columns, &unit.part, job.format);
-        let in_sql = plan::copy_in_sql(&job.target.name, &job.columns, freeze, job.format);
-        let (stream, sink) = tokio::join!(
-            src.copy_out(&out_sql),
-            tgt.copy_in::<_, bytes::Bytes>(&in_sql)
-        );
-        let stream = stream.map_err(unit_err(source_side))?;
-        let sink = sink.map_err(unit_err(target_side))?;
-        let counters = self.progress.start(
-            format!("{}{}", job.target.name, unit.part.label()),
-            unit.estimated_rows,
-        );
-        // The rows are gathered into large buffers before they go to the target,
-        // which then receives a few big CopyData messages instead of one per row.
-        let piped = copy_pipe::pipe(stream, sink, COPY_BUFFER, |rows, bytes| {
-            if self.cancelled.load(Ordering::Relaxed) {
-                return Err(CopyError::Task(
-                    "cancelled after another part failed".into(),
-                ));
-            }
-            counters.rows.fetch_add(rows, Ordering::Relaxed);
-            counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-            Ok(())
-        })
-        .await;
-        let bytes = piped.as_ref().map_or(0, |p| p.bytes);
-        let mut result: Result<u64, CopyError> = match piped {
-            Ok(p) => Ok(p.rows),
-            Err(PipeError::Source(e)) => Err(unit_err(source_side)(e)),
-            Err(PipeError::Target(e)) => Err(unit_err(target_side)(e)),
-            Err(PipeError::Stopped(e)) => Err(e),
-        };
-        if result.is_ok() && !rebuild.is_empty() {
-            let tq = job.target.name.quoted();
-            let sql = rebuild
-                .iter()
-                .map(|ix| match &ix.constraint {
-                    Some((name, def)) => format!(
-                        "ALTER TABLE {tq} ADD CONSTRAINT {} {def}",
-                        pgduplex_pg::quote_ident(name)
-                    ),
-                    None => ix.index_def.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            let built = Instant::now();
-            if let Err(e) = tgt.batch_execute(&sql).await {
-                result = Err(unit_err(target_side)(e));
-            } else {
-                tracing::info!(
-                    table = %job.target.name,
-                    indexes = rebuild.len(),
-                    seconds = built.elapsed().as_secs_f64(),
-                    "indexes built after the rows, in the copy transaction"
-                );
-            }
-        }
-        if let (Ok(_), Some(enable)) = (&result, &trigger_off) {
-            if let Err(e) = tgt.batch_execute(enable).await {
-                result = Err(unit_err(target_side)(e));
-            }
-        }
-        if let Ok(rows) = result {
-            let rows_i = rows as i64;
-            let bytes_i = bytes as i64;
-            result = store::record_copy_part_done(
-                &*tgt,
-                &self.sync,
-                &job.target.name,
-                unit.part.part,
-                rows_i,
-                bytes_i,
-                &snapshot_text,
-            )
-            .await
-            .map_err(unit_err(target_side))
-            .map(|_| rows);
-        }
-        let result = match result {
-            Ok(rows) => tgt
-                .batch_execute("COMMIT")
-                .await
-                .map_err(unit_err(target_side))
-                .map(|_| rows),
-            Err(e) => Err(e),
-        };
-        counters
-            .rows
-            .store(*result.as_ref().unwrap_or(&0), Ordering::Relaxed);
-        self.progress.finish(&counters, result.is_ok());
-        let rows = result?;
+/// Step 4: what the log says of the plan: a resumed copy, the snapshot groups.
+fn log_plan(work: &plan::Work, strategy: FkStrategy) {
+    if work.parts_already_done > 0 {
         tracing::info!(
-            table = %job.target.name,
-            part = unit.part.part + 1,
-            parts = unit.part.parts,
-            rows,
-            bytes,
-            freeze,
-            binary = job.format == plan::Format::Binary,
-            indexes_rebuilt = rebuild.len(),
-            seconds = started.elapsed().as_secs_f64(),
-            "copied {}{}",
-            job.target.name,
-            unit.part.label()
+            already_done = work.parts_already_done,
+            to_copy = work.units.len(),
+            complete_tables = %names(&work.tables_already_done),
+            "resuming an interrupted copy: only the parts not copied yet are copied"
         );
-        Ok((rows, bytes))
+    }
+    let groups: BTreeMap<usize, Vec<TableName>> =
+        work.jobs.iter().fold(BTreeMap::new(), |mut m, j| {
+            if let Some(g) = j.group {
+                m.entry(g).or_default().push(j.target.name.clone());
+            }
+            m
+        });
+    for members in groups.values() {
+        tracing::info!(
+            tables = %names(members),
+            "these tables are linked by foreign keys on the target: they are read from one shared snapshot"
+        );
+    }
+    if strategy == FkStrategy::Replica {
+        tracing::info!("the target's foreign keys are not checked while copying (session_replication_role = replica): one snapshot per table or range");
+    }
+}
+
+/// Step 9: whether every replicated table (`all`) is copied now; if so the copy
+/// is recorded as finished.
+async fn record_if_complete(
+    endpoint: &Endpoint,
+    side: Side,
+    sync: &str,
+    all: &[TableName],
+) -> Result<bool, CopyError> {
+    let client = connect(endpoint, side, "").await?;
+    let progress_now = plan::read_progress(&client, side, sync).await?;
+    let complete = all.iter().all(|n| plan::complete(&progress_now, n));
+    if complete {
+        store::record_copy_done(&client, sync)
+            .await
+            .map_err(db(side, "recording the end of the copy"))?;
+    }
+    Ok(complete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain printer joins each message with its source's: no message
+    /// repeats its source, and the printed text is what it was when they did.
+    #[tokio::test]
+    async fn errors_print_their_causes_once() {
+        let tls = PgError::Tls {
+            side: "right".into(),
+            message: "sslrootcert: no such file".into(),
+        };
+        let err = CopyError::Pg {
+            side: Side::Right,
+            source: tls,
+        };
+        assert_eq!(err.to_string(), "right");
+        assert_eq!(
+            crate::error_chain(&err),
+            "right: TLS settings of the right database: sslrootcert: no such file"
+        );
+
+        let err = CopyError::Task(TaskError::Cancelled);
+        assert_eq!(err.to_string(), "a copy task failed");
+        assert_eq!(
+            crate::error_chain(&err),
+            "a copy task failed: cancelled after another part failed"
+        );
+
+        let join = tokio::spawn(async { panic!("boom") })
+            .await
+            .expect_err("the task panicked");
+        let join_text = join.to_string();
+        let err = CopyError::from(join);
+        assert!(matches!(err, CopyError::Task(TaskError::Join(_))));
+        assert_eq!(
+            crate::error_chain(&err),
+            format!("a copy task failed: {join_text}")
+        );
+        assert!(join_text.contains("panicked"), "{join_text}");
     }
 }
