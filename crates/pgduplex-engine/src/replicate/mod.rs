@@ -347,7 +347,6 @@ impl Replicator {
         let max_rows = self.config.replication.batch_rows as usize;
         let mut rows_cap = max_rows;
         let bytes_cap = u64::from(self.config.replication.batch_megabytes) * 1024 * 1024;
-        let mut idle_since: Option<Instant> = None;
         let mut prefetched: Option<Prefetch> = None;
         loop {
             if *shutdown.borrow() {
@@ -392,16 +391,12 @@ impl Replicator {
                     tracing::info!("no pending changes on either side");
                     return Ok(());
                 }
-                if idle_since.is_none() {
-                    idle_since = Some(Instant::now());
-                }
                 tokio::select! {
                     _ = tokio::time::sleep(poll) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
-            idle_since = None;
             let started = Instant::now();
             // A signal lets the batch in hand finish, but not for ever.
             let outcome = {
