@@ -21,7 +21,7 @@ pub const DEFAULT_COPY_JOBS: u32 = 4;
 /// about this many rows, copied at once. Large, because a table copied whole is
 /// cheaper to write: it is emptied in its copy transaction, so it gets `COPY
 /// FREEZE`, no capture trigger and its indexes built after the rows; ranges lose
-/// all three (measured: BENCHMARKS.md, initial copy).
+/// all three (measured: bench/onetimecopy/RESULTS.md).
 pub const DEFAULT_RANGE_ROWS: u32 = 10_000_000;
 
 /// `[onetimecopy] defer_indexes` when not given.

@@ -1,7 +1,10 @@
-//! pgduplex's work on a pair of databases: connecting to both sides and reading
-//! their catalogs ([`pair`]), deciding what can be replicated and what blocks it
-//! ([`check`]), and installing / uninstalling the capture on both sides
-//! ([`setup`]). The replication engine proper (apply, copy, scan) joins here.
+//! pgduplex's work on a pair of databases, in pipeline order: connecting to both
+//! sides and reading their catalogs ([`pair`]); deciding, once per command, what
+//! can be replicated and what blocks it ([`check`]); installing / uninstalling the
+//! capture on both sides ([`setup`]); the initial copy ([`copy`]); the daemon
+//! ([`replicate`]); what stands where ([`status`]); the exact compare and its
+//! repair ([`scan`]); progress shown on a terminal or in the log ([`progress`]).
+//! Primitives that touch one database live in `pgduplex-pg`.
 
 pub mod check;
 pub mod copy;

@@ -1,4 +1,6 @@
-//! The two sides of a pair: endpoints, connections and catalogs, read concurrently.
+//! The two sides of a pair: endpoints, connections and catalogs, read
+//! concurrently, and whether each side's role may set
+//! `session_replication_role = replica` (probed in a rolled-back transaction).
 
 use pgduplex_config::{Config, Side};
 use pgduplex_pg::catalog::{self, Catalog};

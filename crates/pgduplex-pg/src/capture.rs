@@ -1,6 +1,6 @@
 //! The capture DDL generated for one replicated table, and why it looks this way.
 //!
-//! Which trigger kind, chosen by measurement (`BENCHMARKS.md`, run with
+//! Which trigger kind, chosen by measurement (`bench/trigger_overhead/RESULTS.md`, run with
 //! `bench/trigger_overhead/run.sh`):
 //!
 //! * Ordinary tables get statement-level `AFTER` triggers with transition tables,
@@ -46,7 +46,7 @@
 //! on schema `pgduplex`, and the function runs with the owner's rights on a fixed
 //! path that no caller can redirect to objects of its own. The clause costs a GUC
 //! save, set and restore on every call, measured at 2.5-6 µs per single-row statement
-//! (runs H and I, `BENCHMARKS.md`); that price is paid.
+//! (runs H and I, `bench/trigger_overhead/RESULTS.md`); that price is paid.
 //!
 //! As defence in depth, every name in the body is also schema-qualified, so the body
 //! would not depend on any search path even without the clause: tables

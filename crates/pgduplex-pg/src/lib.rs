@@ -5,7 +5,9 @@
 //! ([`ddl`]); what every session shares: settings, the pair's lock and the
 //! apply-role check ([`session`]); the SQLSTATE retry classes and one backoff
 //! ([`retry`]); the COPY pipe between two sessions ([`copy_pipe`]); every
-//! statement on pgduplex's own state tables ([`store`]).
+//! statement on pgduplex's own state tables ([`store`]); many rows of values as
+//! bind parameters ([`params`]); COPY text for the few rows pgduplex writes
+//! itself ([`copytext`]).
 
 pub mod capture;
 pub mod catalog;

@@ -322,7 +322,7 @@ impl Shared {
         // session can write a row the capture would have to see, so the INSERT
         // capture trigger is switched off for this transaction only and switched
         // back on (ALWAYS) before the commit. Its transition table would
-        // otherwise hold every copied row (measured: BENCHMARKS.md, initial copy).
+        // otherwise hold every copied row (measured: bench/onetimecopy/RESULTS.md).
         let trigger = pgduplex_pg::quote_ident(STATEMENT_TRIGGERS[0]);
         tgt.batch_execute(&format!(
             "TRUNCATE {tq}; ALTER TABLE {tq} DISABLE TRIGGER {trigger}"

@@ -19,8 +19,8 @@
 //!
 //! The files: `targets.rs` decides what is compared on each side, `levels.rs` runs
 //! the three levels, `sql.rs` writes their SQL, `report.rs` holds the results and
-//! renders them; `sync.rs` makes one side equal to the other from the same levels,
-//! `progress.rs` shows how far a scan is.
+//! renders them; `sync.rs` makes one side equal to the other from the same levels;
+//! the engine's `progress.rs` shows how far a scan is.
 
 pub mod sql;
 pub mod sync;
