@@ -227,8 +227,29 @@ fn q(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PgError {
     move |source| PgError::Query { context, source }
 }
 
-/// Reads the catalog of the database `client` is connected to.
+/// Reads the catalog of the database `client` is connected to: one step per
+/// catalog query, each filling its part of [`Catalog`], in this order.
 pub async fn load(client: &Client) -> Result<Catalog, PgError> {
+    let mut catalog = load_server(client).await?;
+    if catalog.server_version_num < MIN_SERVER_VERSION {
+        // The queries below use catalog columns of newer versions.
+        return Ok(catalog);
+    }
+    let by_oid = load_tables(client, &mut catalog).await?;
+    let oids: Vec<u32> = catalog.tables.iter().map(|t| t.oid).collect();
+    load_columns(client, &mut catalog, &by_oid, &oids).await?;
+    load_keys(client, &mut catalog, &by_oid, &oids).await?;
+    let partition_root = load_partitions(client, &mut catalog, &by_oid).await?;
+    load_user_triggers(client, &mut catalog, &by_oid, &oids, &partition_root).await?;
+    load_foreign_keys(client, &mut catalog, &oids).await?;
+    load_sequences(client, &mut catalog).await?;
+    load_capture_triggers_not_always(client, &mut catalog).await?;
+    load_partitions_without_truncate_capture(client, &mut catalog).await?;
+    Ok(catalog)
+}
+
+/// Sets the search path and reads the server version, user and database.
+async fn load_server(client: &Client) -> Result<Catalog, PgError> {
     // format_type() qualifies every type that is not on the search path: with only
     // pg_catalog on it, user types come out schema-qualified on both sides, usable
     // in the delta tables' DDL and comparable between the sides.
@@ -247,7 +268,7 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
         .await
         .map_err(q("reading the server version"))?;
     let server_version_num: i32 = row.get(0);
-    let mut catalog = Catalog {
+    Ok(Catalog {
         server_version_num,
         server_version: row.get(1),
         current_user: row.get(2),
@@ -259,12 +280,14 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
         sequences: Vec::new(),
         capture_triggers_not_always: Vec::new(),
         partitions_without_truncate_capture: Vec::new(),
-    };
-    if server_version_num < MIN_SERVER_VERSION {
-        // The queries below use catalog columns of newer versions.
-        return Ok(catalog);
-    }
+    })
+}
 
+/// Lists the tables pgduplex could replicate; returns their index in `catalog.tables` by OID.
+async fn load_tables(
+    client: &Client,
+    catalog: &mut Catalog,
+) -> Result<HashMap<u32, usize>, PgError> {
     let tables_sql = format!(
         "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
                 CASE WHEN c.relkind = 'p' \
@@ -323,8 +346,16 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             user_triggers: Vec::new(),
         });
     }
-    let oids: Vec<u32> = catalog.tables.iter().map(|t| t.oid).collect();
+    Ok(by_oid)
+}
 
+/// Fills the columns of every table.
+async fn load_columns(
+    client: &Client,
+    catalog: &mut Catalog,
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+) -> Result<(), PgError> {
     let rows = client
         .query(
             "SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
@@ -348,7 +379,16 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             identity: identity.chars().next(),
         });
     }
+    Ok(())
+}
 
+/// Picks every table's key: its primary key, else a unique index on NOT NULL columns.
+async fn load_keys(
+    client: &Client,
+    catalog: &mut Catalog,
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+) -> Result<(), PgError> {
     // Unique, valid, non-partial, non-expression indexes; key columns only (not INCLUDE).
     let rows = client
         .query(
@@ -391,7 +431,15 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             deferrable: row.get(5),
         });
     }
+    Ok(())
+}
 
+/// Lists the partitions of the partitioned tables; returns each partition's root by OID.
+async fn load_partitions(
+    client: &Client,
+    catalog: &mut Catalog,
+    by_oid: &HashMap<u32, usize>,
+) -> Result<HashMap<u32, u32>, PgError> {
     let rows = client
         .query(
             "SELECT pg_partition_root(c.oid)::oid, n.nspname::text, c.relname::text, c.oid \
@@ -415,8 +463,18 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             partition_root.insert(row.get(3), root);
         }
     }
+    Ok(partition_root)
+}
 
-    let mut trigger_rels = oids.clone();
+/// Lists the user triggers of the tables and their partitions, each under its root table.
+async fn load_user_triggers(
+    client: &Client,
+    catalog: &mut Catalog,
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+    partition_root: &HashMap<u32, u32>,
+) -> Result<(), PgError> {
+    let mut trigger_rels = oids.to_vec();
     trigger_rels.extend(partition_root.keys().copied());
     let rows = client
         .query(
@@ -446,7 +504,15 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             guarded,
         });
     }
+    Ok(())
+}
 
+/// Lists the foreign keys from or to the tables.
+async fn load_foreign_keys(
+    client: &Client,
+    catalog: &mut Catalog,
+    oids: &[u32],
+) -> Result<(), PgError> {
     let rows = client
         .query(
             "SELECT con.conname::text, n.nspname::text, c.relname::text, \
@@ -478,7 +544,11 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             deferrable: row.get(9),
         });
     }
+    Ok(())
+}
 
+/// Lists the sequences and the column each belongs to, if any.
+async fn load_sequences(client: &Client, catalog: &mut Catalog) -> Result<(), PgError> {
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, tn.nspname::text, tc.relname::text, a.attname::text \
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -506,6 +576,14 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             },
         });
     }
+    Ok(())
+}
+
+/// Lists pgduplex's own triggers that are not `ENABLE ALWAYS`.
+async fn load_capture_triggers_not_always(
+    client: &Client,
+    catalog: &mut Catalog,
+) -> Result<(), PgError> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, t.tgname::text, t.tgenabled::text \
@@ -525,6 +603,14 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
             row.get::<_, String>(3).chars().next().unwrap_or('O'),
         ));
     }
+    Ok(())
+}
+
+/// Lists the partitions of captured tables that lack the TRUNCATE capture trigger.
+async fn load_partitions_without_truncate_capture(
+    client: &Client,
+    catalog: &mut Catalog,
+) -> Result<(), PgError> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text \
@@ -547,7 +633,7 @@ pub async fn load(client: &Client) -> Result<Catalog, PgError> {
                 row.get::<_, String>(1),
             ));
     }
-    Ok(catalog)
+    Ok(())
 }
 
 /// Foreign-key order of `tables`: parents before children, over the edges between
