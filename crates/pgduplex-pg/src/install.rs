@@ -113,6 +113,35 @@ pub async fn install(
     tables: &[&Table],
     retry: &LockRetry,
 ) -> Result<InstallOutcome, PgError> {
+    let apply_role = prepare_session(client).await?;
+    let schema_created = install_schema(client).await?;
+    let mut outcome = InstallOutcome {
+        schema_created,
+        ..InstallOutcome::default()
+    };
+    let recorded = installed_tables(client).await?;
+    for table in tables {
+        install_table(
+            client,
+            sync,
+            table,
+            &recorded,
+            &apply_role,
+            retry,
+            &mut outcome,
+        )
+        .await?;
+    }
+    for r in recorded {
+        if !tables.iter().any(|t| t.name == r.table) {
+            outcome.no_longer_selected.push(r.table);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Sets the search path; returns the session user, the role the apply runs as.
+async fn prepare_session(client: &Client) -> Result<String, PgError> {
     client
         .batch_execute("SET search_path = pg_catalog, pg_temp")
         .await
@@ -122,16 +151,18 @@ pub async fn install(
         .await
         .map_err(q("reading the session user"))?
         .get(0);
-    let mut outcome = InstallOutcome::default();
+    Ok(apply_role)
+}
 
+/// Creates the base objects when they are missing or older; true when it ran
+/// `SCHEMA_SQL`. Refuses a schema from a newer pgduplex.
+async fn install_schema(client: &mut Client) -> Result<bool, PgError> {
     match schema_version(client).await? {
-        Some(v) if v == SCHEMA_VERSION => {}
-        Some(v) if v > SCHEMA_VERSION => {
-            return Err(PgError::NewerSchema {
-                found: v,
-                known: SCHEMA_VERSION,
-            })
-        }
+        Some(v) if v == SCHEMA_VERSION => Ok(false),
+        Some(v) if v > SCHEMA_VERSION => Err(PgError::NewerSchema {
+            found: v,
+            known: SCHEMA_VERSION,
+        }),
         _ => {
             // Touches no user table: no lock discipline needed, but keep one
             // transaction so a failure leaves nothing half made.
@@ -146,151 +177,188 @@ pub async fn install(
                     source,
                 })?;
             tx.commit().await.map_err(q("committing schema pgduplex"))?;
-            outcome.schema_created = true;
+            Ok(true)
         }
     }
+}
 
-    let recorded = installed_tables(client).await?;
-    for table in tables {
-        let key = table
-            .key
-            .as_ref()
-            .expect("install is given only tables with a key");
-        let existing = recorded.iter().find(|r| r.table == table.name);
-        if let Some(r) = existing {
-            if r.sync != sync {
-                return Err(PgError::OtherSync {
+/// Installs or updates the capture of one table (or leaves it alone when it is
+/// current), recording the result in `outcome`.
+async fn install_table(
+    client: &mut Client,
+    sync: &str,
+    table: &Table,
+    recorded: &[InstalledTable],
+    apply_role: &str,
+    retry: &LockRetry,
+    outcome: &mut InstallOutcome,
+) -> Result<(), PgError> {
+    let existing = recorded.iter().find(|r| r.table == table.name);
+    let spec = capture_spec(client, sync, table, existing, apply_role).await?;
+    let hash = spec.definition_hash();
+    if existing.is_some_and(|r| r.definition_hash == hash)
+        && capture_is_current(client, &spec, table).await?
+    {
+        outcome.unchanged.push(table.name.clone());
+        return Ok(());
+    }
+    let mut statements = Vec::new();
+    statements.extend(stale_delta_table_drop(client, table, &spec, existing, &hash).await?);
+    statements.extend(capture_statements(&spec, table));
+    let names: Vec<&str> = spec.key.iter().map(|(n, _)| n.as_str()).collect();
+    let types: Vec<&str> = spec.key.iter().map(|(_, t)| t.as_str()).collect();
+    let record = Bound {
+        sql: "UPDATE pgduplex.replicated_table SET definition_hash = $1, key_columns = $2, key_types = $3, \
+              apply_role = $4, sync = $5, installed_at = pg_catalog.now() WHERE id = $6",
+        params: &[&hash, &names, &types, &apply_role, &sync, &spec.id],
+    };
+    run_with_lock_retry(
+        client,
+        retry,
+        &format!("table {}", table.name),
+        &statements,
+        Some(&record),
+    )
+    .await?;
+    tracing::info!(table = %table.name, "capture installed");
+    outcome.installed.push(table.name.clone());
+    Ok(())
+}
+
+/// The capture spec of one table, recording the table first when it is new.
+/// Refuses a table that another sync already captures.
+async fn capture_spec(
+    client: &Client,
+    sync: &str,
+    table: &Table,
+    existing: Option<&InstalledTable>,
+    apply_role: &str,
+) -> Result<CaptureSpec, PgError> {
+    let key = table
+        .key
+        .as_ref()
+        .expect("install is given only tables with a key");
+    if let Some(r) = existing {
+        if r.sync != sync {
+            return Err(PgError::OtherSync {
+                table: table.name.clone(),
+                sync: sync.to_string(),
+                other: r.sync.clone(),
+            });
+        }
+    }
+    let key_cols: Vec<(String, String)> = key
+        .columns
+        .iter()
+        .map(|c| {
+            let col = table
+                .column(c)
+                .expect("key columns are columns of the table");
+            (c.clone(), col.type_name.clone())
+        })
+        .collect();
+    let id = match existing {
+        Some(r) => r.id,
+        None => {
+            // Recorded first (with no hash, so it counts as not current): the id
+            // names the delta table and function created next.
+            let names: Vec<&str> = key_cols.iter().map(|(n, _)| n.as_str()).collect();
+            let types: Vec<&str> = key_cols.iter().map(|(_, t)| t.as_str()).collect();
+            client
+                .query_one(
+                    "INSERT INTO pgduplex.replicated_table \
+                       (sync, table_schema, table_name, key_columns, key_types, apply_role, definition_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, '') RETURNING id",
+                    &[&sync, &table.name.schema, &table.name.name, &names, &types, &apply_role],
+                )
+                .await
+                .map_err(q("recording a replicated table"))?
+                .get(0)
+        }
+    };
+    Ok(CaptureSpec {
+        id,
+        table: table.name.clone(),
+        kind: if table.kind == TableKind::Partitioned {
+            CaptureKind::Row
+        } else {
+            CaptureKind::Statement
+        },
+        key: key_cols,
+        apply_role: apply_role.to_string(),
+    })
+}
+
+/// When the generated DDL changed: the `DROP` of the delta table if it is empty;
+/// an error if it still holds changes and the key changed.
+async fn stale_delta_table_drop(
+    client: &Client,
+    table: &Table,
+    spec: &CaptureSpec,
+    existing: Option<&InstalledTable>,
+    hash: &str,
+) -> Result<Option<String>, PgError> {
+    let mut drop = None;
+    if existing.is_some_and(|r| !r.definition_hash.is_empty() && r.definition_hash != hash) {
+        // The generated DDL changed (new key, new apply role or a newer
+        // pgduplex). The delta table's columns may have to change: only an
+        // empty one may be replaced.
+        let delta = spec.delta_table();
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&delta.quoted()])
+            .await
+            .map_err(q("looking for a delta table"))?
+            .get(0);
+        let pending: i64 = if exists {
+            client
+                .query_one(&format!("SELECT count(*) FROM {}", delta.quoted()), &[])
+                .await
+                .map_err(q("counting pending changes"))?
+                .get(0)
+        } else {
+            0
+        };
+        if pending > 0 {
+            let old_keys = existing.map(|r| r.key_columns.clone()).unwrap_or_default();
+            let new_keys: Vec<String> = spec.key.iter().map(|(n, _)| n.clone()).collect();
+            if old_keys != new_keys {
+                return Err(PgError::KeyChangedWithPending {
                     table: table.name.clone(),
-                    sync: sync.to_string(),
-                    other: r.sync.clone(),
+                    pending,
                 });
             }
+        } else {
+            drop = Some(format!("DROP TABLE IF EXISTS {}", delta.quoted()));
         }
-        let key_cols: Vec<(String, String)> = key
-            .columns
-            .iter()
-            .map(|c| {
-                let col = table
-                    .column(c)
-                    .expect("key columns are columns of the table");
-                (c.clone(), col.type_name.clone())
-            })
-            .collect();
-        let id = match existing {
-            Some(r) => r.id,
-            None => {
-                // Recorded first (with no hash, so it counts as not current): the id
-                // names the delta table and function created next.
-                let names: Vec<&str> = key_cols.iter().map(|(n, _)| n.as_str()).collect();
-                let types: Vec<&str> = key_cols.iter().map(|(_, t)| t.as_str()).collect();
-                client
-                    .query_one(
-                        "INSERT INTO pgduplex.replicated_table \
-                           (sync, table_schema, table_name, key_columns, key_types, apply_role, definition_hash) \
-                         VALUES ($1, $2, $3, $4, $5, $6, '') RETURNING id",
-                        &[&sync, &table.name.schema, &table.name.name, &names, &types, &apply_role],
-                    )
-                    .await
-                    .map_err(q("recording a replicated table"))?
-                    .get(0)
-            }
-        };
-        let spec = CaptureSpec {
-            id,
-            table: table.name.clone(),
-            kind: if table.kind == TableKind::Partitioned {
-                CaptureKind::Row
-            } else {
-                CaptureKind::Statement
-            },
-            key: key_cols,
-            apply_role: apply_role.clone(),
-        };
-        let hash = spec.definition_hash();
-        if existing.is_some_and(|r| r.definition_hash == hash)
-            && capture_is_current(client, &spec, table).await?
-        {
-            outcome.unchanged.push(table.name.clone());
-            continue;
-        }
-        let mut statements = Vec::new();
-        if existing.is_some_and(|r| !r.definition_hash.is_empty() && r.definition_hash != hash) {
-            // The generated DDL changed (new key, new apply role or a newer
-            // pgduplex). The delta table's columns may have to change: only an
-            // empty one may be replaced.
-            let delta = spec.delta_table();
-            let exists: bool = client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&delta.quoted()])
-                .await
-                .map_err(q("looking for a delta table"))?
-                .get(0);
-            let pending: i64 = if exists {
-                client
-                    .query_one(&format!("SELECT count(*) FROM {}", delta.quoted()), &[])
-                    .await
-                    .map_err(q("counting pending changes"))?
-                    .get(0)
-            } else {
-                0
-            };
-            if pending > 0 {
-                let old_keys = existing.map(|r| r.key_columns.clone()).unwrap_or_default();
-                let new_keys: Vec<String> = spec.key.iter().map(|(n, _)| n.clone()).collect();
-                if old_keys != new_keys {
-                    return Err(PgError::KeyChangedWithPending {
-                        table: table.name.clone(),
-                        pending,
-                    });
-                }
-            } else {
-                statements.push(format!("DROP TABLE IF EXISTS {}", delta.quoted()));
-            }
-        }
-        statements.push(spec.create_delta_table());
+    }
+    Ok(drop)
+}
+
+/// The statements that create the delta table, function and triggers of one table.
+fn capture_statements(spec: &CaptureSpec, table: &Table) -> Vec<String> {
+    let mut statements = Vec::new();
+    statements.push(spec.create_delta_table());
+    statements.push(format!(
+        "REVOKE ALL ON TABLE {} FROM PUBLIC",
+        spec.delta_table().quoted()
+    ));
+    statements.push(spec.create_function());
+    statements.push(spec.revoke_function());
+    statements.extend(spec.create_capture_triggers());
+    // Clones of the row trigger on partitions follow the parent's ENABLE ALWAYS
+    // from PostgreSQL 15 on; say it explicitly for older servers.
+    for p in &table.partitions {
         statements.push(format!(
-            "REVOKE ALL ON TABLE {} FROM PUBLIC",
-            spec.delta_table().quoted()
+            "ALTER TABLE {} ENABLE ALWAYS TRIGGER {}",
+            p.quoted(),
+            quote_ident(CAPTURE_TRIGGER)
         ));
-        statements.push(spec.create_function());
-        statements.push(spec.revoke_function());
-        statements.extend(spec.create_capture_triggers());
-        // Clones of the row trigger on partitions follow the parent's ENABLE ALWAYS
-        // from PostgreSQL 15 on; say it explicitly for older servers.
-        for p in &table.partitions {
-            statements.push(format!(
-                "ALTER TABLE {} ENABLE ALWAYS TRIGGER {}",
-                p.quoted(),
-                quote_ident(CAPTURE_TRIGGER)
-            ));
-        }
-        statements.extend(spec.create_truncate_trigger(&table.name));
-        for p in &table.partitions {
-            statements.extend(spec.create_truncate_trigger(p));
-        }
-        let names: Vec<&str> = spec.key.iter().map(|(n, _)| n.as_str()).collect();
-        let types: Vec<&str> = spec.key.iter().map(|(_, t)| t.as_str()).collect();
-        let record = Bound {
-            sql: "UPDATE pgduplex.replicated_table SET definition_hash = $1, key_columns = $2, key_types = $3, \
-                  apply_role = $4, sync = $5, installed_at = pg_catalog.now() WHERE id = $6",
-            params: &[&hash, &names, &types, &apply_role, &sync, &id],
-        };
-        run_with_lock_retry(
-            client,
-            retry,
-            &format!("table {}", table.name),
-            &statements,
-            Some(&record),
-        )
-        .await?;
-        tracing::info!(table = %table.name, "capture installed");
-        outcome.installed.push(table.name.clone());
     }
-    for r in recorded {
-        if !tables.iter().any(|t| t.name == r.table) {
-            outcome.no_longer_selected.push(r.table);
-        }
+    statements.extend(spec.create_truncate_trigger(&table.name));
+    for p in &table.partitions {
+        statements.extend(spec.create_truncate_trigger(p));
     }
-    Ok(outcome)
+    statements
 }
 
 /// True when the table's triggers, function and delta table are all in place and
