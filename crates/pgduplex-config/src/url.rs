@@ -139,6 +139,9 @@ pub(crate) fn apply_system_root_rule(
     Ok(())
 }
 
+/// Parses a URL into its settings, collecting every problem in URL order: the
+/// scheme, user info, hosts, database name and query parameters, each read by its
+/// own function; then the hosts and ports are paired up.
 pub(crate) fn parse_parts(url: &str, base_dir: &Path) -> Result<ParsedUrl, UrlError> {
     let mut problems = Problems::default();
     let Some(rest) = url
@@ -171,105 +174,174 @@ pub(crate) fn parse_parts(url: &str, base_dir: &Path) -> Result<ParsedUrl, UrlEr
         None => (None, authority),
     };
 
+    let (user, password) = match userinfo {
+        Some(userinfo) => parse_userinfo(userinfo, &mut problems),
+        None => (None, None),
+    };
+    let (hosts, ports) = if hostlist.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        parse_hostlist(hostlist, &mut problems)
+    };
+    let dbname = match path {
+        Some(path) => parse_dbname(path, &mut problems),
+        None => None,
+    };
+    let mut parts = Parts {
+        hosts,
+        ports,
+        user,
+        password,
+        dbname,
+        tls: TlsSettings::default(),
+        sslmode_given: false,
+        application_name: None,
+        connect_timeout: None,
+        options: None,
+        target_session_attrs: DEFAULT_TARGET_SESSION_ATTRS,
+    };
+    parse_query(query, base_dir, &mut parts, &mut problems);
+
+    let hosts = resolve_hosts(&parts.hosts);
+    let ports = resolve_ports(&parts.ports, &hosts, &mut problems);
+
+    if !problems.0.is_empty() {
+        return Err(UrlError {
+            problems: problems.0,
+        });
+    }
+    Ok(ParsedUrl {
+        settings: ConnectionSettings {
+            hosts,
+            ports,
+            user: parts.user,
+            dbname: parts.dbname,
+            password: parts.password,
+            application_name: parts.application_name,
+            connect_timeout: parts.connect_timeout,
+            options: parts.options,
+            target_session_attrs: parts.target_session_attrs,
+            tls: parts.tls,
+        },
+        sslmode_given: parts.sslmode_given,
+    })
+}
+
+/// What the URL says, before the hosts and ports are paired up.
+struct Parts {
+    hosts: Vec<String>,
+    ports: Vec<Option<u16>>,
+    user: Option<String>,
+    password: Option<Secret>,
+    dbname: Option<String>,
+    tls: TlsSettings,
+    sslmode_given: bool,
+    application_name: Option<String>,
+    connect_timeout: Option<Duration>,
+    options: Option<String>,
+    target_session_attrs: TargetSessionAttrs,
+}
+
+/// The user name and password of `user[:password]`.
+fn parse_userinfo(userinfo: &str, problems: &mut Problems) -> (Option<String>, Option<Secret>) {
     let mut user = None;
     let mut password = None;
-    if let Some(userinfo) = userinfo {
-        let (u, p) = match userinfo.split_once(':') {
-            Some((u, p)) => (u, Some(p)),
-            None => (userinfo, None),
-        };
-        match decode(u) {
-            Ok(u) if !u.is_empty() => user = Some(u),
+    let (u, p) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    match decode(u) {
+        Ok(u) if !u.is_empty() => user = Some(u),
+        Ok(_) => {}
+        Err(()) => problems.push(
+            "the user name is not correctly percent-encoded",
+            Some(PERCENT_HINT.into()),
+        ),
+    }
+    if let Some(p) = p {
+        match decode(p) {
+            Ok(p) if !p.is_empty() => password = Some(Secret::new(p)),
             Ok(_) => {}
             Err(()) => problems.push(
-                "the user name is not correctly percent-encoded",
+                "the password is not correctly percent-encoded",
                 Some(PERCENT_HINT.into()),
             ),
         }
-        if let Some(p) = p {
-            match decode(p) {
-                Ok(p) if !p.is_empty() => password = Some(Secret::new(p)),
-                Ok(_) => {}
-                Err(()) => problems.push(
-                    "the password is not correctly percent-encoded",
-                    Some(PERCENT_HINT.into()),
-                ),
-            }
-        }
     }
+    (user, password)
+}
 
+/// The hosts and ports of `host[:port],...` (each may be empty).
+fn parse_hostlist(hostlist: &str, problems: &mut Problems) -> (Vec<String>, Vec<Option<u16>>) {
     let mut hosts = Vec::new();
     let mut ports: Vec<Option<u16>> = Vec::new();
-    if !hostlist.is_empty() {
-        for (i, entry) in hostlist.split(',').enumerate() {
-            let n = i + 1;
-            let (host, port) = if let Some(bracketed) = entry.strip_prefix('[') {
-                let Some((addr, after)) = bracketed.split_once(']') else {
-                    problems.push(format!("host {n}: `[` without a closing `]`"), None);
-                    continue;
-                };
-                match after {
-                    "" => (addr, None),
-                    _ => match after.strip_prefix(':') {
-                        Some(port) => (addr, Some(port)),
-                        None => {
-                            problems.push(
-                                format!("host {n}: unexpected text after `]`"),
-                                Some("write [address]:port".into()),
-                            );
-                            continue;
-                        }
-                    },
-                }
-            } else {
-                let (host, port) = match entry.split_once(':') {
-                    Some((h, p)) => (h, Some(p)),
-                    None => (entry, None),
-                };
-                if port.is_some_and(|p| p.contains(':')) {
-                    problems.push(
-                        format!("host {n}: too many `:`"),
-                        Some("write an IPv6 address in brackets: [::1]:5432".into()),
-                    );
-                    continue;
-                }
-                (host, port)
+    for (i, entry) in hostlist.split(',').enumerate() {
+        let n = i + 1;
+        let (host, port) = if let Some(bracketed) = entry.strip_prefix('[') {
+            let Some((addr, after)) = bracketed.split_once(']') else {
+                problems.push(format!("host {n}: `[` without a closing `]`"), None);
+                continue;
             };
-            let host = decode(host).unwrap_or_else(|()| {
+            match after {
+                "" => (addr, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (addr, Some(port)),
+                    None => {
+                        problems.push(
+                            format!("host {n}: unexpected text after `]`"),
+                            Some("write [address]:port".into()),
+                        );
+                        continue;
+                    }
+                },
+            }
+        } else {
+            let (host, port) = match entry.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (entry, None),
+            };
+            if port.is_some_and(|p| p.contains(':')) {
                 problems.push(
-                    format!("host {n} is not correctly percent-encoded"),
-                    Some(PERCENT_HINT.into()),
+                    format!("host {n}: too many `:`"),
+                    Some("write an IPv6 address in brackets: [::1]:5432".into()),
                 );
-                String::new()
-            });
-            let port = match port {
-                None | Some("") => None,
-                Some(port) => parse_port(port, &format!("host {n}: port"), &mut problems),
-            };
-            hosts.push(host);
-            ports.push(port);
-        }
-    }
-
-    let mut dbname = None;
-    if let Some(path) = path {
-        match decode(path) {
-            Ok(db) if !db.is_empty() => dbname = Some(db),
-            Ok(_) => {}
-            Err(()) => problems.push(
-                "the database name is not correctly percent-encoded",
+                continue;
+            }
+            (host, port)
+        };
+        let host = decode(host).unwrap_or_else(|()| {
+            problems.push(
+                format!("host {n} is not correctly percent-encoded"),
                 Some(PERCENT_HINT.into()),
-            ),
-        }
+            );
+            String::new()
+        });
+        let port = match port {
+            None | Some("") => None,
+            Some(port) => parse_port(port, &format!("host {n}: port"), problems),
+        };
+        hosts.push(host);
+        ports.push(port);
     }
+    (hosts, ports)
+}
 
-    let mut tls = TlsSettings::default();
-    let mut sslmode_given = false;
-    let mut application_name = None;
-    let mut connect_timeout = None;
-    let mut options = None;
-    let mut target_session_attrs = DEFAULT_TARGET_SESSION_ATTRS;
+/// The database name of the path.
+fn parse_dbname(path: &str, problems: &mut Problems) -> Option<String> {
+    let mut dbname = None;
+    match decode(path) {
+        Ok(db) if !db.is_empty() => dbname = Some(db),
+        Ok(_) => {}
+        Err(()) => problems.push(
+            "the database name is not correctly percent-encoded",
+            Some(PERCENT_HINT.into()),
+        ),
+    }
+    dbname
+}
 
+/// Reads the `?name=value&...` parameters into `parts`.
+fn parse_query(query: Option<&str>, base_dir: &Path, parts: &mut Parts, problems: &mut Problems) {
     for (i, pair) in query
         .into_iter()
         .flat_map(|q| q.split('&'))
@@ -291,86 +363,102 @@ pub(crate) fn parse_parts(url: &str, base_dir: &Path) -> Result<ParsedUrl, UrlEr
             );
             continue;
         };
-        // Later values override earlier ones, as in libpq.
-        match key.as_str() {
-            "host" => {
-                hosts = value.split(',').map(str::to_owned).collect();
+        apply_parameter(n, key, value, base_dir, parts, problems);
+    }
+}
+
+/// Applies one decoded query parameter (the `n`th) to `parts`.
+fn apply_parameter(
+    n: usize,
+    key: String,
+    value: String,
+    base_dir: &Path,
+    parts: &mut Parts,
+    problems: &mut Problems,
+) {
+    // Later values override earlier ones, as in libpq.
+    match key.as_str() {
+        "host" => {
+            parts.hosts = value.split(',').map(str::to_owned).collect();
+        }
+        "port" => {
+            parts.ports = value
+                .split(',')
+                .map(|p| match p {
+                    "" => None,
+                    p => parse_port(p, &format!("parameter {n} (port)"), problems),
+                })
+                .collect();
+        }
+        "user" => parts.user = Some(value).filter(|v| !v.is_empty()),
+        "password" => parts.password = Some(value).filter(|v| !v.is_empty()).map(Secret::new),
+        "dbname" => parts.dbname = Some(value).filter(|v| !v.is_empty()),
+        "sslmode" => match parse_ssl_mode(&value) {
+            Ok(mode) => {
+                parts.tls.mode = mode;
+                parts.sslmode_given = true;
             }
-            "port" => {
-                ports = value
-                    .split(',')
-                    .map(|p| match p {
-                        "" => None,
-                        p => parse_port(p, &format!("parameter {n} (port)"), &mut problems),
-                    })
-                    .collect();
+            Err((message, hint)) => {
+                problems.push(format!("parameter {n} (sslmode): {message}"), hint)
             }
-            "user" => user = Some(value).filter(|v| !v.is_empty()),
-            "password" => password = Some(value).filter(|v| !v.is_empty()).map(Secret::new),
-            "dbname" => dbname = Some(value).filter(|v| !v.is_empty()),
-            "sslmode" => match parse_ssl_mode(&value) {
-                Ok(mode) => {
-                    tls.mode = mode;
-                    sslmode_given = true;
-                }
-                Err((message, hint)) => {
-                    problems.push(format!("parameter {n} (sslmode): {message}"), hint)
-                }
-            },
-            "sslrootcert" => tls.root_cert = Some(root_cert(&value, base_dir)),
-            "sslcert" => tls.client_cert = Some(resolve(&value, base_dir)),
-            "sslkey" => tls.client_key = Some(resolve(&value, base_dir)),
-            "connect_timeout" => match value.trim().parse::<u64>() {
-                Ok(0) => problems.push(
-                    format!("parameter {n} (connect_timeout): 0 (wait forever) is not supported"),
-                    Some("give a number of seconds, or leave it out for the default".into()),
-                ),
-                Ok(secs) => {
-                    connect_timeout = Some(Duration::from_secs(secs.max(MIN_CONNECT_TIMEOUT_SECS)))
-                }
-                Err(_) => problems.push(
-                    format!("parameter {n} (connect_timeout) is not a whole number of seconds"),
-                    None,
-                ),
-            },
-            "application_name" => application_name = Some(value),
-            "options" => options = Some(value).filter(|v| !v.is_empty()),
-            "target_session_attrs" => {
-                match TargetSessionAttrs::ALL
-                    .into_iter()
-                    .find(|t| t.as_str() == value)
-                {
-                    Some(t) => target_session_attrs = t,
-                    None => {
-                        let libpq_only = ["primary", "standby", "prefer-standby"];
-                        let hint = if libpq_only.contains(&value.as_str()) {
-                            Some("this libpq value is not supported by pgduplex's driver; use read-write or read-only".to_owned())
-                        } else {
-                            suggest::hint(&value, TargetSessionAttrs::ALL.map(|t| t.as_str()))
-                                .or_else(|| Some("use any, read-write or read-only".into()))
-                        };
-                        problems.push(
-                            format!("parameter {n} (target_session_attrs) has an unknown value"),
-                            hint,
-                        );
-                    }
-                }
+        },
+        "sslrootcert" => parts.tls.root_cert = Some(root_cert(&value, base_dir)),
+        "sslcert" => parts.tls.client_cert = Some(resolve(&value, base_dir)),
+        "sslkey" => parts.tls.client_key = Some(resolve(&value, base_dir)),
+        "connect_timeout" => match value.trim().parse::<u64>() {
+            Ok(0) => problems.push(
+                format!("parameter {n} (connect_timeout): 0 (wait forever) is not supported"),
+                Some("give a number of seconds, or leave it out for the default".into()),
+            ),
+            Ok(secs) => {
+                parts.connect_timeout =
+                    Some(Duration::from_secs(secs.max(MIN_CONNECT_TIMEOUT_SECS)))
             }
-            _ => {
-                // The name is not repeated: it may be a password fragment when `?`
-                // was not percent-encoded in the password.
-                let hint = suggest::hint(&key, PARAMETERS.iter().copied()).or_else(|| {
-                    Some(format!(
-                        "known parameters: {}; a `?` in the password must be written %3F",
-                        PARAMETERS.join(", ")
-                    ))
-                });
-                problems.push(format!("parameter {n} is not a known parameter"), hint);
+            Err(_) => problems.push(
+                format!("parameter {n} (connect_timeout) is not a whole number of seconds"),
+                None,
+            ),
+        },
+        "application_name" => parts.application_name = Some(value),
+        "options" => parts.options = Some(value).filter(|v| !v.is_empty()),
+        "target_session_attrs" => {
+            match TargetSessionAttrs::ALL
+                .into_iter()
+                .find(|t| t.as_str() == value)
+            {
+                Some(t) => parts.target_session_attrs = t,
+                None => {
+                    let libpq_only = ["primary", "standby", "prefer-standby"];
+                    let hint = if libpq_only.contains(&value.as_str()) {
+                        Some("this libpq value is not supported by pgduplex's driver; use read-write or read-only".to_owned())
+                    } else {
+                        suggest::hint(&value, TargetSessionAttrs::ALL.map(|t| t.as_str()))
+                            .or_else(|| Some("use any, read-write or read-only".into()))
+                    };
+                    problems.push(
+                        format!("parameter {n} (target_session_attrs) has an unknown value"),
+                        hint,
+                    );
+                }
             }
         }
+        _ => {
+            // The name is not repeated: it may be a password fragment when `?`
+            // was not percent-encoded in the password.
+            let hint = suggest::hint(&key, PARAMETERS.iter().copied()).or_else(|| {
+                Some(format!(
+                    "known parameters: {}; a `?` in the password must be written %3F",
+                    PARAMETERS.join(", ")
+                ))
+            });
+            problems.push(format!("parameter {n} is not a known parameter"), hint);
+        }
     }
+}
 
-    let hosts: Vec<Host> = if hosts.is_empty() {
+/// The hosts to connect to: `localhost` when none or an empty one is given.
+fn resolve_hosts(hosts: &[String]) -> Vec<Host> {
+    if hosts.is_empty() {
         vec![Host::Tcp(DEFAULT_HOST.to_owned())]
     } else {
         hosts
@@ -380,9 +468,13 @@ pub(crate) fn parse_parts(url: &str, base_dir: &Path) -> Result<ParsedUrl, UrlEr
                 h => Host::parse(h),
             })
             .collect()
-    };
+    }
+}
+
+/// The port of each of `hosts`.
+fn resolve_ports(ports: &[Option<u16>], hosts: &[Host], problems: &mut Problems) -> Vec<u16> {
     // libpq: one port for all hosts, or one per host.
-    let ports: Vec<u16> = match ports.len() {
+    match ports.len() {
         0 => vec![DEFAULT_PORT; hosts.len()],
         1 => vec![ports[0].unwrap_or(DEFAULT_PORT); hosts.len()],
         n if n == hosts.len() => ports.iter().map(|p| p.unwrap_or(DEFAULT_PORT)).collect(),
@@ -397,28 +489,7 @@ pub(crate) fn parse_parts(url: &str, base_dir: &Path) -> Result<ParsedUrl, UrlEr
             );
             Vec::new()
         }
-    };
-
-    if !problems.0.is_empty() {
-        return Err(UrlError {
-            problems: problems.0,
-        });
     }
-    Ok(ParsedUrl {
-        settings: ConnectionSettings {
-            hosts,
-            ports,
-            user,
-            dbname,
-            password,
-            application_name,
-            connect_timeout,
-            options,
-            target_session_attrs,
-            tls,
-        },
-        sslmode_given,
-    })
 }
 
 fn parse_port(port: &str, what: &str, problems: &mut Problems) -> Option<u16> {
