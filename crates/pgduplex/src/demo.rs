@@ -12,7 +12,8 @@ use pgduplex_config::Config;
 use pgduplex_engine::replicate::{self, Replicator};
 use pgduplex_engine::{check, scan, setup};
 use pgduplex_testkit::db::start_pair;
-use pgduplex_testkit::ServerOptions;
+use pgduplex_testkit::{PgServer, ServerOptions};
+use tokio_postgres::Client;
 
 use crate::cli::DemoArgs;
 
@@ -27,7 +28,23 @@ CREATE TABLE event_2026 PARTITION OF event FOR VALUES FROM ('2026-01-01') TO ('2
 CREATE TABLE scratch (note text);  -- no key: check reports it and leaves it out
 ";
 
+/// The demo: one step per printed `== ...` section, in this order.
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let (left, right) = start_servers()?;
+    let config = demo_config(&left, &right)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(the_job(&config))?;
+    if args.keep {
+        keep_running(&left, &right)?;
+    }
+    println!("\n== stopping the demo servers");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the two servers and creates the shop on both, with rows on the left only.
+fn start_servers() -> anyhow::Result<(PgServer, PgServer)> {
     println!("== starting two throw-away PostgreSQL servers (left and right)");
     let (left, right) = start_pair(ServerOptions::default()).context(
         "starting the demo servers (needs PostgreSQL's server binaries: apt-get install postgresql, \
@@ -47,6 +64,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     println!("   left  = {}/shop", left.display_addr());
     println!("   right = {}/shop", right.display_addr());
+    Ok((left, right))
+}
+
+/// The configuration of the two servers' `shop` databases.
+fn demo_config(left: &PgServer, right: &PgServer) -> anyhow::Result<Config> {
     let text = format!(
         "[left]\nurl = \"{}\"\n[right]\nurl = \"{}\"\n",
         left.url("shop"),
@@ -54,153 +76,211 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let config = Config::parse(&text, std::path::Path::new("demo.toml"), &|_| None)
         .map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        println!("\n== pgduplex check");
-        let report = check::check(&config).await?;
-        print!("{}", indent(&report.render_text()));
+    Ok(config)
+}
 
-        println!("\n== pgduplex replicate --until-idle (first start: install, initial copy, replication)");
-        let stats = replicate_until_idle(&config).await?;
-        let l = pgduplex_pg::Endpoint::new("left", &config.left.connection)?.connect().await?;
-        let r = pgduplex_pg::Endpoint::new("right", &config.right.connection)?.connect().await?;
-        let copied = r
-            .query_one(
-                "SELECT count(DISTINCT table_name), coalesce(sum(rows), 0)::int8 FROM pgduplex.copy_progress WHERE done",
-                &[],
-            )
-            .await?;
-        println!(
-            "   initial copy: {} row(s) of {} table(s), left to right; then {} batch(es) of changes",
-            copied.get::<_, i64>(1),
-            copied.get::<_, i64>(0),
-            stats.batches
-        );
-        show_counts(&l, &r).await?;
+/// The job itself, from `check` to `uninstall`.
+async fn the_job(config: &Config) -> anyhow::Result<()> {
+    check_step(config).await?;
+    let (l, r) = first_start(config).await?;
+    write_on_both_sides(config, &l, &r).await?;
+    replicate_with_a_conflict(config, &l, &r).await?;
+    let scan_options = scan::ScanOptions::default();
+    scan_step(config, &scan_options).await?;
+    change_behind_pgduplexs_back(config, &r).await?;
+    sync_left_wins(config, &scan_options).await?;
+    uninstall_step(config, &l).await
+}
 
-        println!("\n== the application writes on both sides, the same customer on both");
-        l.batch_execute(
-            "INSERT INTO customer VALUES (4, 'dee@example.com', 'Dee');
-             INSERT INTO \"Order\" (customer_id, total) VALUES (4, 7.25);
-             UPDATE customer SET name = 'Ada Lovelace' WHERE id = 1;
-             INSERT INTO event VALUES ('2026-11-22', 3, 'left wrote this');
-             CREATE TABLE event_2027 PARTITION OF event FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
-             INSERT INTO event_2027 VALUES ('2027-01-02', 4, 'straight into a new partition');",
+/// `== pgduplex check`
+async fn check_step(config: &Config) -> anyhow::Result<()> {
+    println!("\n== pgduplex check");
+    let report = check::check(config).await?;
+    print!("{}", indent(&report.render_text()));
+    Ok(())
+}
+
+/// `== pgduplex replicate --until-idle (first start ...)`; returns clients of the left and the right.
+async fn first_start(config: &Config) -> anyhow::Result<(Client, Client)> {
+    println!(
+        "\n== pgduplex replicate --until-idle (first start: install, initial copy, replication)"
+    );
+    let stats = replicate_until_idle(config).await?;
+    let l = pgduplex_pg::Endpoint::new("left", &config.left.connection)?
+        .connect()
+        .await?;
+    let r = pgduplex_pg::Endpoint::new("right", &config.right.connection)?
+        .connect()
+        .await?;
+    let copied = r
+        .query_one(
+            "SELECT count(DISTINCT table_name), coalesce(sum(rows), 0)::int8 FROM pgduplex.copy_progress WHERE done",
+            &[],
         )
         .await?;
-        r.batch_execute(
-            "CREATE TABLE event_2027 PARTITION OF event FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
-             INSERT INTO customer VALUES (5, 'eve@example.com', 'Eve');
-             -- Identity values are per side: the right uses its own range here (the
-             -- `sequences` command will set them apart for you).
-             INSERT INTO \"Order\" (id, customer_id, total) VALUES (100001, 5, 42.00);
-             UPDATE customer SET name = 'Countess Ada' WHERE id = 1;
-             DELETE FROM \"Order\" WHERE customer_id = 2;
-             DELETE FROM customer WHERE id = 2;",
+    println!(
+        "   initial copy: {} row(s) of {} table(s), left to right; then {} batch(es) of changes",
+        copied.get::<_, i64>(1),
+        copied.get::<_, i64>(0),
+        stats.batches
+    );
+    show_counts(&l, &r).await?;
+    Ok((l, r))
+}
+
+/// `== the application writes on both sides ...`
+async fn write_on_both_sides(config: &Config, l: &Client, r: &Client) -> anyhow::Result<()> {
+    println!("\n== the application writes on both sides, the same customer on both");
+    l.batch_execute(
+        "INSERT INTO customer VALUES (4, 'dee@example.com', 'Dee');
+         INSERT INTO \"Order\" (customer_id, total) VALUES (4, 7.25);
+         UPDATE customer SET name = 'Ada Lovelace' WHERE id = 1;
+         INSERT INTO event VALUES ('2026-11-22', 3, 'left wrote this');
+         CREATE TABLE event_2027 PARTITION OF event FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+         INSERT INTO event_2027 VALUES ('2027-01-02', 4, 'straight into a new partition');",
+    )
+    .await?;
+    r.batch_execute(
+        "CREATE TABLE event_2027 PARTITION OF event FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+         INSERT INTO customer VALUES (5, 'eve@example.com', 'Eve');
+         -- Identity values are per side: the right uses its own range here (the
+         -- `sequences` command will set them apart for you).
+         INSERT INTO \"Order\" (id, customer_id, total) VALUES (100001, 5, 42.00);
+         UPDATE customer SET name = 'Countess Ada' WHERE id = 1;
+         DELETE FROM \"Order\" WHERE customer_id = 2;
+         DELETE FROM customer WHERE id = 2;",
+    )
+    .await?;
+    let [pl, pr] = pending(config).await?;
+    println!("   pending changes: {pl} on the left, {pr} on the right");
+    Ok(())
+}
+
+/// `== pgduplex replicate --until-idle`, with the conflict it resolved.
+async fn replicate_with_a_conflict(config: &Config, l: &Client, r: &Client) -> anyhow::Result<()> {
+    println!("\n== pgduplex replicate --until-idle");
+    let stats = replicate_until_idle(config).await?;
+    println!(
+        "   done: {} row(s) to the right, {} to the left, {} conflict(s)",
+        stats.rows[1], stats.rows[0], stats.conflicts
+    );
+    for row in l
+        .query(
+            "SELECT table_name, key::text, kind, winner, left_row::text, right_row::text FROM pgduplex.conflicts ORDER BY id",
+            &[],
         )
-        .await?;
-        let [pl, pr] = pending(&config).await?;
-        println!("   pending changes: {pl} on the left, {pr} on the right");
-
-        println!("\n== pgduplex replicate --until-idle");
-        let stats = replicate_until_idle(&config).await?;
+        .await?
+    {
         println!(
-            "   done: {} row(s) to the right, {} to the left, {} conflict(s)",
-            stats.rows[1], stats.rows[0], stats.conflicts
+            "   conflict on {} {} ({}): {} wins\n      left  {}\n      right {}",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2),
+            row.get::<_, String>(3),
+            row.get::<_, Option<String>>(4).unwrap_or_else(|| "(none)".into()),
+            row.get::<_, Option<String>>(5).unwrap_or_else(|| "(none)".into()),
         );
-        for row in l
-            .query(
-                "SELECT table_name, key::text, kind, winner, left_row::text, right_row::text FROM pgduplex.conflicts ORDER BY id",
-                &[],
-            )
-            .await?
-        {
-            println!(
-                "   conflict on {} {} ({}): {} wins\n      left  {}\n      right {}",
-                row.get::<_, String>(0),
-                row.get::<_, String>(1),
-                row.get::<_, String>(2),
-                row.get::<_, String>(3),
-                row.get::<_, Option<String>>(4).unwrap_or_else(|| "(none)".into()),
-                row.get::<_, Option<String>>(5).unwrap_or_else(|| "(none)".into()),
-            );
-        }
-        show_counts(&l, &r).await?;
-        let cmp = pgduplex_testkit::compare::compare_databases(&l, &r).await?;
-        println!(
-            "   every row compared: {}",
-            if cmp.is_identical() { "both sides identical".to_string() } else { cmp.summary() }
-        );
-        let [pl, pr] = pending(&config).await?;
-        println!("   pending changes after replication: {pl} on the left, {pr} on the right (no echo)");
-
-        println!("\n== pgduplex scan (the cutover gate: exit 0 when both sides hold the same rows)");
-        let scan_options = scan::ScanOptions::default();
-        let report = scan::run(&config, &scan_options).await?;
-        print!("{}", indent(&report.render_text()));
-
-        println!("\n== someone changes a row on the right behind pgduplex's back (not captured)");
-        r.batch_execute(
-            "BEGIN; SET LOCAL pgduplex.applying = on;
-             UPDATE customer SET email = 'typo@example.con' WHERE id = 3;
-             COMMIT;",
-        )
-        .await?;
-        let options = scan::ScanOptions {
-            details: true,
-            ..scan::ScanOptions::default()
-        };
-        let report = scan::run(&config, &options).await?;
-        print!("{}", indent(&report.render_text()));
-
-        println!("\n== pgduplex sync --policy left_wins");
-        let done = scan::sync::run(
-            &config,
-            &scan::sync::SyncOptions {
-                winner: pgduplex_config::Side::Left,
-                dry_run: false,
-                tables: None,
-                progress: pgduplex_engine::progress::ProgressStyle::Quiet,
-            },
-        )
-        .await?;
-        print!("{}", indent(&done.render_text()));
-        let report = scan::run(&config, &scan_options).await?;
-        println!(
-            "   scan again: {}",
-            if report.identical { "identical".to_string() } else { format!("{} difference(s)", report.total_differences) }
-        );
-
-        println!("\n== pgduplex uninstall");
-        let gone = setup::uninstall(&config).await?;
-        let left_done = gone.left?;
-        let right_done = gone.right?;
-        println!(
-            "   left: {} trigger(s) dropped, right: {} trigger(s) dropped, schema pgduplex removed: {}",
-            left_done.triggers_dropped,
-            right_done.triggers_dropped,
-            left_done.schema_dropped && right_done.schema_dropped
-        );
-        let rows: i64 = l.query_one("SELECT count(*) FROM customer", &[]).await?.get(0);
-        println!("   user data untouched: {rows} customer row(s) still on the left");
-        anyhow::Ok(())
-    })?;
-    if args.keep {
-        println!("\n--keep: servers left running; stop them with Ctrl-C");
-        println!("   psql {}", left.url("shop"));
-        println!("   psql {}", right.url("shop"));
-        // Until SIGINT or SIGTERM; then the servers are stopped below, as without
-        // --keep. (`thread::park` here returned at once, and may at any time.)
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])?;
-        let _ = signals.forever().next();
     }
-    println!("\n== stopping the demo servers");
-    Ok(ExitCode::SUCCESS)
+    show_counts(l, r).await?;
+    let cmp = pgduplex_testkit::compare::compare_databases(l, r).await?;
+    println!(
+        "   every row compared: {}",
+        if cmp.is_identical() {
+            "both sides identical".to_string()
+        } else {
+            cmp.summary()
+        }
+    );
+    let [pl, pr] = pending(config).await?;
+    println!("   pending changes after replication: {pl} on the left, {pr} on the right (no echo)");
+    Ok(())
+}
+
+/// `== pgduplex scan ...`
+async fn scan_step(config: &Config, scan_options: &scan::ScanOptions) -> anyhow::Result<()> {
+    println!("\n== pgduplex scan (the cutover gate: exit 0 when both sides hold the same rows)");
+    let report = scan::run(config, scan_options).await?;
+    print!("{}", indent(&report.render_text()));
+    Ok(())
+}
+
+/// `== someone changes a row on the right behind pgduplex's back ...`, and the scan that finds it.
+async fn change_behind_pgduplexs_back(config: &Config, r: &Client) -> anyhow::Result<()> {
+    println!("\n== someone changes a row on the right behind pgduplex's back (not captured)");
+    r.batch_execute(
+        "BEGIN; SET LOCAL pgduplex.applying = on;
+         UPDATE customer SET email = 'typo@example.con' WHERE id = 3;
+         COMMIT;",
+    )
+    .await?;
+    let options = scan::ScanOptions {
+        details: true,
+        ..scan::ScanOptions::default()
+    };
+    let report = scan::run(config, &options).await?;
+    print!("{}", indent(&report.render_text()));
+    Ok(())
+}
+
+/// `== pgduplex sync --policy left_wins`, and the scan after it.
+async fn sync_left_wins(config: &Config, scan_options: &scan::ScanOptions) -> anyhow::Result<()> {
+    println!("\n== pgduplex sync --policy left_wins");
+    let done = scan::sync::run(
+        config,
+        &scan::sync::SyncOptions {
+            winner: pgduplex_config::Side::Left,
+            dry_run: false,
+            tables: None,
+            progress: pgduplex_engine::progress::ProgressStyle::Quiet,
+        },
+    )
+    .await?;
+    print!("{}", indent(&done.render_text()));
+    let report = scan::run(config, scan_options).await?;
+    println!(
+        "   scan again: {}",
+        if report.identical {
+            "identical".to_string()
+        } else {
+            format!("{} difference(s)", report.total_differences)
+        }
+    );
+    Ok(())
+}
+
+/// `== pgduplex uninstall`
+async fn uninstall_step(config: &Config, l: &Client) -> anyhow::Result<()> {
+    println!("\n== pgduplex uninstall");
+    let gone = setup::uninstall(config).await?;
+    let left_done = gone.left?;
+    let right_done = gone.right?;
+    println!(
+        "   left: {} trigger(s) dropped, right: {} trigger(s) dropped, schema pgduplex removed: {}",
+        left_done.triggers_dropped,
+        right_done.triggers_dropped,
+        left_done.schema_dropped && right_done.schema_dropped
+    );
+    let rows: i64 = l
+        .query_one("SELECT count(*) FROM customer", &[])
+        .await?
+        .get(0);
+    println!("   user data untouched: {rows} customer row(s) still on the left");
+    Ok(())
+}
+
+/// `--keep`: waits for SIGINT or SIGTERM with the servers running.
+fn keep_running(left: &PgServer, right: &PgServer) -> anyhow::Result<()> {
+    println!("\n--keep: servers left running; stop them with Ctrl-C");
+    println!("   psql {}", left.url("shop"));
+    println!("   psql {}", right.url("shop"));
+    // Until SIGINT or SIGTERM; then the servers are stopped below, as without
+    // --keep. (`thread::park` here returned at once, and may at any time.)
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let _ = signals.forever().next();
+    Ok(())
 }
 
 /// What `pgduplex replicate --until-idle` does, in process.
