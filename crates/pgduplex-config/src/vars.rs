@@ -88,6 +88,64 @@ enum Lex {
     MultiLiteral,
 }
 
+/// One step of a small TOML lexer, only good enough to know whether we are in a
+/// comment: moves `state` over the byte at `i` (and the rest of a `"""` or `'''`,
+/// or the byte an escape covers) and returns the index of the next byte to look at.
+/// Escapes in basic strings are skipped so that `\"` does not end the string.
+fn lex_step(state: &mut Lex, bytes: &[u8], mut i: usize) -> usize {
+    let b = bytes[i];
+    let at = |i: usize, s: &str| bytes[i..].starts_with(s.as_bytes());
+    match state {
+        Lex::Comment => {
+            if b == b'\n' {
+                *state = Lex::Normal;
+            }
+        }
+        Lex::Normal => {
+            if b == b'#' {
+                *state = Lex::Comment;
+            } else if at(i, "\"\"\"") {
+                *state = Lex::MultiBasic;
+                i += 2;
+            } else if b == b'"' {
+                *state = Lex::Basic;
+            } else if at(i, "'''") {
+                *state = Lex::MultiLiteral;
+                i += 2;
+            } else if b == b'\'' {
+                *state = Lex::Literal;
+            }
+        }
+        Lex::Basic => {
+            if b == b'\\' {
+                i += 1;
+            } else if b == b'"' || b == b'\n' {
+                *state = Lex::Normal;
+            }
+        }
+        Lex::Literal => {
+            if b == b'\'' || b == b'\n' {
+                *state = Lex::Normal;
+            }
+        }
+        Lex::MultiBasic => {
+            if b == b'\\' {
+                i += 1;
+            } else if at(i, "\"\"\"") {
+                *state = Lex::Normal;
+                i += 2;
+            }
+        }
+        Lex::MultiLiteral => {
+            if at(i, "'''") {
+                *state = Lex::Normal;
+                i += 2;
+            }
+        }
+    }
+    i + 1
+}
+
 /// Expands every reference outside comments, and reports every reference that could
 /// not be expanded. An unset variable expands to nothing and a malformed reference
 /// stays as written, so that the rest of the file can still be checked.
@@ -158,57 +216,8 @@ pub(crate) fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> (Expand
                 continue;
             }
         }
-        // A small TOML lexer, only good enough to know whether we are in a comment.
-        // Escapes in basic strings are skipped so that `\"` does not end the string.
-        match state {
-            Lex::Comment => {
-                if b == b'\n' {
-                    state = Lex::Normal;
-                }
-            }
-            Lex::Normal => {
-                if b == b'#' {
-                    state = Lex::Comment;
-                } else if at(i, "\"\"\"") {
-                    state = Lex::MultiBasic;
-                    i += 2;
-                } else if b == b'"' {
-                    state = Lex::Basic;
-                } else if at(i, "'''") {
-                    state = Lex::MultiLiteral;
-                    i += 2;
-                } else if b == b'\'' {
-                    state = Lex::Literal;
-                }
-            }
-            Lex::Basic => {
-                if b == b'\\' {
-                    i += 1;
-                } else if b == b'"' || b == b'\n' {
-                    state = Lex::Normal;
-                }
-            }
-            Lex::Literal => {
-                if b == b'\'' || b == b'\n' {
-                    state = Lex::Normal;
-                }
-            }
-            Lex::MultiBasic => {
-                if b == b'\\' {
-                    i += 1;
-                } else if at(i, "\"\"\"") {
-                    state = Lex::Normal;
-                    i += 2;
-                }
-            }
-            Lex::MultiLiteral => {
-                if at(i, "'''") {
-                    state = Lex::Normal;
-                    i += 2;
-                }
-            }
-        }
-        i += 1;
+        // Not a reference: the lexer tells whether the next `$` is in a comment.
+        i = lex_step(&mut state, bytes, i);
     }
     text.push_str(&raw[copied.min(raw.len())..]);
     (
